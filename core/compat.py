@@ -1,0 +1,64 @@
+"""Quiet, lazy access to torchao and torch.ao.quantization.
+
+Both libraries talk a lot at import and call time (optional CUDA kernels that fail to load
+on a CPU machine, pytree deprecations, torch.ao's own deprecation). Users get one clear
+notice from Secateur instead: see ``LEGACY_NOTICE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from collections.abc import Iterator
+from functools import cache
+from types import ModuleType
+
+LEGACY_NOTICE = (
+    "backend 'legacy' uses torch.ao.quantization, which PyTorch has deprecated in favour of "
+    "torchao; Secateur keeps it because its fbgemm/x86 kernels are often the fastest int8 "
+    "path on a CPU"
+)
+
+_QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+_QUIET_WARNINGS = (
+    r".*torch\.ao\.quantization is deprecated.*",
+    r".*quantized tensor creation functions.*deprecated.*",
+    r".*TypedStorage is deprecated.*",
+    r".*register_constant.*",
+)
+
+
+@contextlib.contextmanager
+def quiet() -> Iterator[None]:
+    """Silence the known third-party deprecation chatter inside the block (and only that)."""
+    with warnings.catch_warnings():
+        for pattern in _QUIET_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        yield
+
+
+@cache
+def torchao() -> ModuleType:
+    """Import torchao.quantization without its CPU-machine noise."""
+    saved = {}
+    for name in _QUIET_LOGGERS:
+        logger = logging.getLogger(name)
+        saved[name] = logger.level
+        logger.setLevel(logging.ERROR)
+    try:
+        with quiet():
+            import torchao.quantization as quantization
+    finally:
+        for name, level in saved.items():
+            logging.getLogger(name).setLevel(level)
+    return quantization
+
+
+@cache
+def legacy() -> tuple[ModuleType, ModuleType]:
+    """Import torch.ao.quantization and its dynamic quantized modules quietly."""
+    with quiet():
+        import torch.ao.nn.quantized.dynamic as nnqd
+        import torch.ao.quantization as tq
+    return tq, nnqd

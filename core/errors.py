@@ -1,0 +1,53 @@
+"""Typed errors. Every user-facing error carries one line that names the file or field.
+
+``UserError`` and its subclasses are the user's to fix (exit code 2 on the command line, a
+message box in the window); anything else is a bug in Secateur (exit code 1).
+"""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """A problem with the user's input: a file, a recipe, data or a flag."""
+
+    def __str__(self) -> str:
+        # One line, always: multi-line messages from torch are folded.
+        text = super().__str__()
+        return " ".join(part.strip() for part in text.splitlines() if part.strip())
+
+
+class ModelLoadError(UserError):
+    """The model file cannot be loaded as it is (wrong kind, missing --arch, corrupt...)."""
+
+
+class TrustRequiredError(ModelLoadError):
+    """The file can run code when loaded and the user has not agreed to that."""
+
+
+class RecipeError(UserError):
+    """The recipe is invalid: the message names the field and the bad value."""
+
+
+class DataError(UserError):
+    """The evaluation or training data is invalid or does not fit the model."""
+
+
+class UnsupportedError(UserError):
+    """The model's format or the machine cannot do what was asked."""
+
+
+class SaveError(UserError):
+    """The compressed model could not be written; nothing was left behind."""
+
+
+class Cancelled(Exception):
+    """The user cancelled the job; everything is as it was before it started."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first non-empty line of an exception's message, shortened for a one-line error."""
+    for line in str(exc).splitlines():
+        line = line.strip()
+        if line:
+            return line if len(line) <= limit else line[: limit - 3] + "..."
+    return type(exc).__name__

@@ -1,0 +1,378 @@
+"""Loading models of every kind Secateur accepts, detected by content rather than extension.
+
+| kind                               | loaded with                          | needs            |
+|------------------------------------|--------------------------------------|------------------|
+| state dict (.pt/.pth/.bin)         | torch.load(weights_only=True)        | an architecture  |
+| state dict (.safetensors)          | safetensors                          | an architecture  |
+| full pickled nn.Module             | torch.load(weights_only=False)       | trust            |
+| TorchScript archive                | torch.jit.load                       | nothing          |
+| ExportedProgram (.pt2)             | torch.export.load                    | nothing          |
+
+A file that can run code when loaded (a full pickle) is never unpickled without ``trust``:
+the weights-only unpickler is tried first and refuses anything but tensors and containers.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import json
+import pickle
+import struct
+import sys
+import zipfile
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from core import compat
+from core.errors import ModelLoadError, TrustRequiredError, UserError, first_line
+
+ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
+SIDECAR_SUFFIX = ".secateur.json"
+_NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
+
+
+@dataclass
+class LoadedModel:
+    """A model ready to inspect or compress, and where it came from."""
+
+    model: nn.Module
+    source: str
+    format: ModelFormat
+    path: Path | None = None
+    arch: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def class_name(self) -> str:
+        model = self.model
+        return getattr(model, "original_name", None) or type(model).__name__
+
+    @property
+    def display_name(self) -> str:
+        return "demo (digits CNN)" if self.format == "demo" else Path(self.source).name
+
+    @property
+    def eager(self) -> bool:
+        """True when modules can be swapped and hooked (not TorchScript or exported)."""
+        return self.format in ("state_dict", "pickle", "demo")
+
+
+def sidecar_path(path: Path) -> Path:
+    """Where the recipe that rebuilds a quantized state dict lives, beside the file."""
+    return path.with_name(path.name + SIDECAR_SUFFIX)
+
+
+def detect_format(path: Path) -> str:
+    """'safetensors', 'torchscript', 'exported', 'torch_zip', 'torch_legacy' or a reason."""
+    with path.open("rb") as fh:
+        head = fh.read(16)
+    size = path.stat().st_size
+    if len(head) >= 9:
+        (header_len,) = struct.unpack("<Q", head[:8])
+        if head[8:9] == b"{" and 8 + header_len <= size:
+            return "safetensors"
+    if head[:4] == b"PK\x03\x04":
+        try:
+            with zipfile.ZipFile(path) as zf:
+                names = zf.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise ModelLoadError(
+                f"{path.name}: is a damaged or truncated archive ({first_line(exc)})"
+            ) from None
+        if any(n.endswith("/archive_format") for n in names):
+            return "exported"
+        if any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names):
+            return "torchscript"
+        if any(n.endswith("/data.pkl") for n in names):
+            return "torch_zip"
+        raise ModelLoadError(f"{path.name}: is a zip archive but not a PyTorch file")
+    if head[:1] == b"\x80":
+        return "torch_legacy"
+    raise ModelLoadError(f"{path.name}: {_what_is(head)}, not a PyTorch model file")
+
+
+def _what_is(head: bytes) -> str:
+    if not head:
+        return "is empty"
+    if head.startswith(b"\x89PNG"):
+        return "is a PNG image"
+    if head[:3] == b"\xff\xd8\xff":
+        return "is a JPEG image"
+    if head.lstrip()[:1] in (b"{", b"["):
+        return "looks like JSON text"
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError:
+        return "holds unrecognised binary data"
+    return "is a text file"
+
+
+def _check_readable(path: Path) -> None:
+    if not path.exists():
+        raise ModelLoadError(f"{path}: no such file")
+    if path.is_dir():
+        raise ModelLoadError(f"{path}: is a folder, not a model file")
+    try:
+        with path.open("rb") as fh:
+            fh.read(1)
+    except PermissionError:
+        raise ModelLoadError(f"{path}: permission denied (cannot read the file)") from None
+    except OSError as exc:
+        raise ModelLoadError(f"{path}: cannot be read ({exc.strerror})") from None
+    if path.stat().st_size == 0:
+        raise ModelLoadError(f"{path.name}: is empty (0 bytes)")
+
+
+def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -> LoadedModel:
+    """Load any supported model file. Raises a ModelLoadError naming the file on failure."""
+    path = Path(path)
+    _check_readable(path)
+    kind = detect_format(path)
+    name = path.name
+    if kind == "torchscript":
+        try:
+            model = torch.jit.load(str(path), map_location="cpu")
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{name}: TorchScript archive fails to load ({first_line(exc)})"
+            ) from None
+        return LoadedModel(model.eval(), str(path), "torchscript", path)
+    if kind == "exported":
+        try:
+            with compat.quiet():
+                program = torch.export.load(str(path))
+            model = program.module()
+        except Exception as exc:
+            raise ModelLoadError(
+                f"{name}: ExportedProgram fails to load ({first_line(exc)})"
+            ) from None
+        return LoadedModel(model, str(path), "exported", path)
+    if kind == "safetensors":
+        state = _load_safetensors(path)
+        return _from_state_dict(state, path, arch)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "weights_only" not in str(exc).lower() and "weights only" not in str(exc).lower():
+            raise ModelLoadError(f"{name}: is damaged ({first_line(exc)})") from None
+        if not trust:
+            raise TrustRequiredError(
+                f"{name}: is a full pickled model, and unpickling it can run any code inside "
+                "the file; load it only if you trust its source (pass --trust, or confirm in "
+                "the window)"
+            ) from None
+        return _load_pickle(path)
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{name}: is damaged or not a PyTorch file ({first_line(exc)})"
+        ) from None
+    if isinstance(obj, Mapping):
+        return _from_state_dict(_flatten_state(obj, name), path, arch)
+    raise ModelLoadError(f"{name}: holds a {type(obj).__name__}, not a state dict or a model")
+
+
+def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(path), device="cpu")
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"{path.name}: damaged .safetensors file ({first_line(exc)})"
+        ) from None
+
+
+def _flatten_state(obj: Mapping, name: str) -> dict[str, torch.Tensor]:
+    """A state dict, also when nested in a training checkpoint ({'state_dict': {...}, ...})."""
+    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
+        return dict(obj)
+    for key in _NESTED_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and inner:
+            tensors = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
+            if tensors:
+                return tensors
+    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
+    if tensors and len(tensors) >= len(obj) / 2:
+        return tensors
+    if not obj:
+        raise ModelLoadError(f"{name}: holds an empty dict, not a state dict")
+    keys = ", ".join(list(map(str, obj))[:5])
+    raise ModelLoadError(f"{name}: holds a dict without tensors (keys: {keys}), not a state dict")
+
+
+def _load_pickle(path: Path) -> LoadedModel:
+    try:
+        with compat.quiet():
+            obj = torch.load(path, map_location="cpu", weights_only=False)
+    except (ModuleNotFoundError, AttributeError, ImportError) as exc:
+        raise ModelLoadError(
+            f"{path.name}: needs a class that is not importable here ({first_line(exc)}); "
+            "put the module that defines it on PYTHONPATH, or save a state dict and use --arch"
+        ) from None
+    except Exception as exc:
+        raise ModelLoadError(f"{path.name}: the pickle fails to load ({first_line(exc)})") from None
+    if isinstance(obj, nn.Module):
+        return LoadedModel(obj.eval(), str(path), "pickle", path)
+    if isinstance(obj, Mapping):
+        raise ModelLoadError(
+            f"{path.name}: is a pickled dict with non-tensor objects, not a model; "
+            "save model.state_dict() or the model itself"
+        )
+    raise ModelLoadError(f"{path.name}: holds a {type(obj).__name__}, not an nn.Module")
+
+
+def resolve_arch(spec: str) -> Callable[[], Any]:
+    """'path/to/file.py:callable' or 'package.module:callable' -> the callable."""
+    target, sep, attr = spec.rpartition(":")
+    if not sep or not target or not attr:
+        raise ModelLoadError(f"--arch: {spec!r} is not FILE.py:callable or package.module:callable")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        file = Path(target)
+        if not file.is_file():
+            raise ModelLoadError(f"--arch: {file}: no such file")
+        mod_name = f"_secateur_arch_{abs(hash(str(file.resolve())))}"
+        spec_obj = importlib.util.spec_from_file_location(mod_name, file)
+        if spec_obj is None or spec_obj.loader is None:
+            raise ModelLoadError(f"--arch: {file}: cannot be imported as Python")
+        module = importlib.util.module_from_spec(spec_obj)
+        sys.modules[mod_name] = module
+        try:
+            spec_obj.loader.exec_module(module)
+        except SyntaxError as exc:
+            sys.modules.pop(mod_name, None)
+            raise ModelLoadError(
+                f"--arch: {file.name}: syntax error at line {exc.lineno}: {exc.msg}"
+            ) from None
+        except Exception as exc:
+            sys.modules.pop(mod_name, None)
+            raise ModelLoadError(
+                f"--arch: {file.name}: raised {type(exc).__name__} when imported "
+                f"({first_line(exc)})"
+            ) from None
+        where = file.name
+    else:
+        try:
+            module = importlib.import_module(target)
+        except ImportError as exc:
+            raise ModelLoadError(f"--arch: cannot import {target!r} ({first_line(exc)})") from None
+        where = target
+    func = getattr(module, attr, None)
+    if func is None or not callable(func):
+        raise ModelLoadError(f"--arch: {where} has no callable named {attr!r}")
+    return func
+
+
+def build_arch(spec: str) -> nn.Module:
+    """Call the architecture callable and check it returns an nn.Module."""
+    func = resolve_arch(spec)
+    try:
+        model = func()
+    except UserError:
+        raise
+    except Exception as exc:
+        raise ModelLoadError(
+            f"--arch: {spec} raised {type(exc).__name__} ({first_line(exc)})"
+        ) from None
+    if not isinstance(model, nn.Module):
+        raise ModelLoadError(f"--arch: {spec} returned a {type(model).__name__}, not an nn.Module")
+    return model
+
+
+def _from_state_dict(state: dict[str, torch.Tensor], path: Path, arch: str | None) -> LoadedModel:
+    name = path.name
+    if arch is None:
+        raise ModelLoadError(
+            f"{name}: holds a state dict (weights only): give its architecture with "
+            "--arch FILE.py:callable"
+        )
+    model = build_arch(arch)
+    notes: list[str] = []
+    sidecar = sidecar_path(path)
+    if sidecar.exists():
+        notes.append(f"rebuilt quantized layers from {sidecar.name}")
+        _apply_sidecar(model, sidecar)
+    _restore_masks(model, state)
+    load_state_strict(model, state, name)
+    return LoadedModel(model.eval(), str(path), "state_dict", path, arch, notes)
+
+
+def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
+    from core.quantization import apply_to_layer
+    from core.recipe import Quantize
+
+    try:
+        data = json.loads(sidecar.read_text(encoding="utf-8"))
+        quant = Quantize.model_validate(data["quantize"])
+        layers = list(data["layers"])
+    except Exception as exc:
+        raise ModelLoadError(
+            f"{sidecar.name}: damaged Secateur sidecar ({first_line(exc)})"
+        ) from None
+    modules = dict(model.named_modules())
+    for layer in layers:
+        if layer not in modules:
+            raise ModelLoadError(f"{sidecar.name}: names layer {layer!r}, which the model lacks")
+        apply_to_layer(model, modules[layer], layer, quant)
+
+
+def _restore_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Recreate pruning reparametrisations for a state dict saved with masks kept."""
+    from torch.nn.utils import prune
+
+    modules = dict(model.named_modules())
+    for key in state:
+        if key.endswith(".weight_mask"):
+            owner = key[: -len(".weight_mask")]
+            module = modules.get(owner)
+            if module is not None and not hasattr(module, "weight_mask"):
+                prune.identity(module, "weight")
+
+
+def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], name: str) -> None:
+    """load_state_dict(strict) with a one-line summary of what does not match."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    shapes = [
+        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        for k in own
+        if k in state and hasattr(own[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+    ]
+    if missing or unexpected or shapes:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing keys (first: {', '.join(missing[:3])})")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
+        if shapes:
+            parts.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:2])})")
+        raise ModelLoadError(f"{name}: does not fit the architecture: {'; '.join(parts)}")
+    try:
+        model.load_state_dict(state, strict=True, assign=_needs_assign(own))
+    except Exception as exc:
+        raise ModelLoadError(f"{name}: does not fit the architecture ({first_line(exc)})") from None
+
+
+def _needs_assign(own: Mapping[str, Any]) -> bool:
+    return any(
+        isinstance(v, torch.Tensor) and type(v) not in (torch.Tensor, nn.Parameter)
+        for v in own.values()
+    )
+
+
+def load_demo() -> tuple[LoadedModel, Any, Any]:
+    """The bundled digits CNN with its test data (to evaluate) and training data."""
+    from core import demo
+    from core.data import load_data
+
+    model = demo.load_demo_model()
+    loaded = LoadedModel(model, "demo", "demo", demo.WEIGHTS_PATH, "core.demo:build_model")
+    return loaded, load_data(demo.TEST_DATA_PATH), load_data(demo.TRAIN_DATA_PATH)

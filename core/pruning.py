@@ -1,0 +1,114 @@
+"""Pruning with torch.nn.utils.prune: per-layer rules, global L1, permanent or masked.
+
+Rules apply in order; a later rule that selects a layer replaces what an earlier rule said
+about it, which is how per-layer amounts are written. ``global_unstructured`` rules prune all
+their layers together against one L1 threshold.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from torch import nn
+from torch.nn.utils import prune
+
+from core.errors import RecipeError
+from core.inventory import PRUNABLE_TYPES, select
+from core.recipe import PruneRule
+
+
+@dataclass(frozen=True)
+class LayerPrune:
+    """What pruning one layer gets: the winning rule and its index in the recipe."""
+
+    name: str
+    rule_index: int
+    rule: PruneRule
+
+
+def plan_pruning(model: nn.Module, rules: list[PruneRule], source: str) -> dict[str, LayerPrune]:
+    """Resolve the rules to one plan per layer; a pattern that matches nothing is an error."""
+    plan: dict[str, LayerPrune] = {}
+    for index, rule in enumerate(rules):
+        names, counts = select(model, rule.layers, rule.types, "", predicate=PRUNABLE_TYPES)
+        for key, count in counts.items():
+            if count == 0:
+                field, value = key.split(":", 1)
+                what = "no prunable layer"
+                if field == "layers" and rule.types:
+                    what = f"no prunable layer of type {', '.join(rule.types)}"
+                raise RecipeError(f"{source}: prune[{index}].{field}: {value!r} matches {what}")
+        modules = dict(model.named_modules())
+        for name in names:
+            _check_amount(modules[name], rule, f"{source}: prune[{index}]", name)
+            plan[name] = LayerPrune(name, index, rule)
+    return plan
+
+
+def _check_amount(module: nn.Module, rule: PruneRule, where: str, name: str) -> None:
+    if not isinstance(rule.amount, int):
+        return
+    weight = module.weight
+    if rule.method in ("ln_structured", "random_structured"):
+        if not -weight.dim() <= rule.dim < weight.dim():
+            raise RecipeError(
+                f"{where}.dim: {rule.dim} is out of range for {name} (weight has "
+                f"{weight.dim()} dimensions)"
+            )
+        total = weight.shape[rule.dim]
+        unit = "channels"
+    else:
+        total = weight.numel()
+        unit = "elements"
+    if rule.amount > total:
+        raise RecipeError(
+            f"{where}.amount: {rule.amount} is more than the {total} {unit} of {name}"
+        )
+
+
+def prune_layers(model: nn.Module, plan: dict[str, LayerPrune]) -> Iterator[str]:
+    """Apply the plan, masks held (weight_orig + weight_mask), yielding each layer's name.
+
+    Global groups are pruned at once when their first layer comes up. The caller checks for
+    cancellation between yields.
+    """
+    modules = dict(model.named_modules())
+    done_groups: set[int] = set()
+    for name, item in plan.items():
+        rule = item.rule
+        if rule.method == "global_unstructured":
+            if item.rule_index not in done_groups:
+                group = [n for n, p in plan.items() if p.rule_index == item.rule_index]
+                prune.global_unstructured(
+                    [(modules[n], "weight") for n in group],
+                    pruning_method=prune.L1Unstructured,
+                    amount=rule.amount,
+                )
+                done_groups.add(item.rule_index)
+            yield name
+            continue
+        _prune_one(modules[name], rule)
+        yield name
+
+
+def _prune_one(module: nn.Module, rule: PruneRule) -> None:
+    if rule.method == "l1_unstructured":
+        prune.l1_unstructured(module, "weight", amount=rule.amount)
+    elif rule.method == "random_unstructured":
+        prune.random_unstructured(module, "weight", amount=rule.amount)
+    elif rule.method == "ln_structured":
+        prune.ln_structured(module, "weight", amount=rule.amount, n=rule.norm(), dim=rule.dim)
+    elif rule.method == "random_structured":
+        prune.random_structured(module, "weight", amount=rule.amount, dim=rule.dim)
+    else:  # pragma: no cover - the recipe's Literal type rules this out
+        raise ValueError(f"unknown pruning method {rule.method!r}")
+
+
+def make_permanent(model: nn.Module, names: list[str] | None = None) -> None:
+    """Fold masks into plain weights (no weight_orig/weight_mask left) for the named layers."""
+    for name, module in model.named_modules():
+        if names is not None and name not in names:
+            continue
+        if prune.is_pruned(module) and hasattr(module, "weight_mask"):
+            prune.remove(module, "weight")

@@ -1,0 +1,263 @@
+"""The recipe: one versioned, validated object that describes a compression.
+
+The window builds one from its widgets, the command line reads one from YAML or JSON, and
+both hand it to the same engine. Validation errors name the field and the bad value, e.g.
+``recipe.yaml: prune[0].amount: 1.5 is not in [0, 1)``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from core.errors import RecipeError
+
+RECIPE_VERSION = 1
+
+PruneMethod = Literal[
+    "l1_unstructured",
+    "random_unstructured",
+    "ln_structured",
+    "random_structured",
+    "global_unstructured",
+]
+PRUNE_METHODS: tuple[str, ...] = PruneMethod.__args__  # type: ignore[attr-defined]
+STRUCTURED_METHODS = ("ln_structured", "random_structured")
+
+QuantScheme = Literal["int8_dynamic", "int8_weight_only", "fp16", "bf16"]
+QUANT_SCHEMES: tuple[str, ...] = QuantScheme.__args__  # type: ignore[attr-defined]
+Backend = Literal["torchao", "legacy"]
+Granularity = Literal["per_channel", "per_tensor"]
+NORM_NAMES = ("inf", "-inf", "fro", "nuc")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+def _check_patterns(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError("must list at least one pattern")
+    for item in value:
+        if not item.strip():
+            raise ValueError(f"{item!r} is an empty pattern")
+    return value
+
+
+class PruneRule(_Strict):
+    """One pruning rule: which layers, which method, how much. Later rules override earlier."""
+
+    layers: list[str] = Field(default_factory=lambda: ["*"])
+    types: list[str] | None = None
+    method: PruneMethod = "l1_unstructured"
+    amount: int | float = 0.5
+    n: int | float | str = 2
+    dim: int = 0
+    permanent: bool = True
+
+    @field_validator("layers")
+    @classmethod
+    def _layers(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
+
+    @field_validator("types")
+    @classmethod
+    def _types(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_patterns(value)
+
+    @field_validator("amount", mode="before")
+    @classmethod
+    def _amount(cls, value: Any) -> int | float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{value!r} is not a number (a fraction in [0, 1) or a count)")
+        if isinstance(value, float):
+            if math.isnan(value) or not 0.0 <= value < 1.0:
+                raise ValueError(
+                    f"{value} is not in [0, 1) (write a whole number for a count of elements)"
+                )
+            return value
+        if value < 0:
+            raise ValueError(f"{value} is negative (a count must be >= 0)")
+        return value
+
+    @field_validator("n", mode="before")
+    @classmethod
+    def _n(cls, value: Any) -> int | float | str:
+        if isinstance(value, str):
+            if value not in NORM_NAMES:
+                raise ValueError(f"{value!r} is not a norm (use 1, 2, ... or one of {NORM_NAMES})")
+            return value
+        if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+            raise ValueError(f"{value!r} is not a positive norm order")
+        return value
+
+    def norm(self) -> int | float | str:
+        """The ``n`` argument as torch.nn.utils.prune.ln_structured takes it."""
+        if self.n in ("inf", "-inf"):
+            return float(self.n)
+        return self.n
+
+
+class Finetune(_Strict):
+    """Recovery training after pruning, with the pruning masks held."""
+
+    epochs: int = Field(default=3, ge=1, le=10_000)
+    lr: float = Field(default=1e-3, gt=0, le=10)
+    batch_size: int = Field(default=64, ge=1)
+    loss: Literal["auto", "cross_entropy", "distillation"] = "auto"
+
+
+class Quantize(_Strict):
+    """Quantization of the selected layers after pruning (and fine-tuning)."""
+
+    scheme: QuantScheme = "int8_dynamic"
+    backend: Backend = "torchao"
+    granularity: Granularity = "per_channel"
+    layers: list[str] = Field(default_factory=lambda: ["*"])
+    types: list[str] = Field(default_factory=lambda: ["Linear"])
+
+    @field_validator("layers", "types")
+    @classmethod
+    def _patterns(cls, value: list[str]) -> list[str]:
+        return _check_patterns(value)
+
+    @model_validator(mode="after")
+    def _backend_scheme(self) -> Quantize:
+        if self.backend == "legacy" and self.scheme != "int8_dynamic":
+            raise ValueError(
+                f"backend 'legacy' (torch.ao.quantization) supports int8_dynamic only, "
+                f"not {self.scheme!r}"
+            )
+        return self
+
+
+class Recipe(_Strict):
+    """A whole compression: pruning rules, an optional fine-tune, optional quantization."""
+
+    version: Literal[1]
+    prune: list[PruneRule] = Field(default_factory=list)
+    finetune: Finetune | None = None
+    quantize: Quantize | None = None
+
+    _source: str = PrivateAttr(default="recipe")
+
+    @property
+    def source(self) -> str:
+        """Where the recipe came from (a file name or 'recipe'), for error messages."""
+        return self._source
+
+    def with_source(self, source: str) -> Recipe:
+        self._source = source
+        return self
+
+    def is_empty(self) -> bool:
+        return not self.prune and self.quantize is None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A plain, JSON-safe dict that ``Recipe.from_dict`` turns back into an equal recipe."""
+        return self.model_dump(mode="json", exclude_none=True)
+
+    @classmethod
+    def from_dict(cls, data: Any, source: str = "recipe") -> Recipe:
+        if data is None:
+            raise RecipeError(f"{source}: the recipe is empty (it needs at least 'version: 1')")
+        if not isinstance(data, dict):
+            raise RecipeError(
+                f"{source}: expected a mapping with 'version: 1' at the top, "
+                f"got {type(data).__name__}"
+            )
+        try:
+            return cls.model_validate(data).with_source(source)
+        except ValidationError as exc:
+            raise RecipeError(f"{source}: {format_validation_error(exc)}") from None
+
+
+def _loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif part in PRUNE_METHODS or part in ("int", "float", "str", "function-after"):
+            continue  # pydantic's union-branch labels are noise to the user
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "recipe"
+
+
+def format_validation_error(exc: ValidationError) -> str:
+    """The first pydantic error as ``field: bad value ...`` in one line."""
+    err = exc.errors(include_url=False)[0]
+    where = _loc(tuple(err["loc"]))
+    kind = err["type"]
+    if kind == "value_error":
+        message = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
+        return f"{where}: {message}"
+    if kind == "missing":
+        return f"{where}: missing (required)"
+    if kind == "extra_forbidden":
+        return f"{where}: unknown key"
+    if kind == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        return f"{where}: {err['input']!r} is not one of {expected}"
+    return f"{where}: {err['input']!r} is invalid ({err['msg'].lower()})"
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read and validate a YAML or JSON recipe file."""
+    path = Path(path)
+    name = path.name
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecipeError(f"{path}: no such recipe file") from None
+    except IsADirectoryError:
+        raise RecipeError(f"{path}: is a folder, not a recipe file") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{name}: not a text file (expected YAML or JSON)") from None
+    except OSError as exc:
+        raise RecipeError(f"{path}: cannot be read ({exc.strerror})") from None
+    return parse_recipe(text, name, json_only=path.suffix.lower() == ".json")
+
+
+def parse_recipe(text: str, source: str = "recipe", json_only: bool = False) -> Recipe:
+    """Validate recipe text (YAML, of which JSON is a subset)."""
+    if not text.strip():
+        raise RecipeError(f"{source}: the file is empty (a recipe needs at least 'version: 1')")
+    try:
+        data = json.loads(text) if json_only else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise RecipeError(
+            f"{source}: JSON syntax error at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        ) from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise RecipeError(f"{source}: YAML syntax error{where}: {problem}") from None
+    return Recipe.from_dict(data, source)
+
+
+def dump_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write a recipe as YAML (or JSON for a .json path), atomically."""
+    from core.saving import atomic_write_bytes
+
+    path = Path(path)
+    data = recipe.to_dict()
+    if path.suffix.lower() == ".json":
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        text = yaml.safe_dump(data, sort_keys=False)
+    atomic_write_bytes(path, text.encode("utf-8"))
