@@ -31,7 +31,7 @@ from torch.nn.utils import prune
 # Make ``core`` importable when run as ``python scripts/train_demo.py`` without an install.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from core.demo import (  # noqa: E402
+from core.demo import (
     DEMO_DIR,
     TEST_DATA_PATH,
     TRAIN_DATA_PATH,
