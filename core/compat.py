@@ -26,6 +26,7 @@ _QUIET_WARNINGS = (
     r".*quantized tensor creation functions.*deprecated.*",
     r".*TypedStorage is deprecated.*",
     r".*register_constant.*",
+    r".*torch\.jit\.\w+.* is deprecated.*",
 )
 
 

@@ -137,7 +137,8 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
     name = path.name
     if kind == "torchscript":
         try:
-            model = torch.jit.load(str(path), map_location="cpu")
+            with compat.quiet():
+                model = torch.jit.load(str(path), map_location="cpu")
         except Exception as exc:
             raise ModelLoadError(
                 f"{name}: TorchScript archive fails to load ({first_line(exc)})"
@@ -157,7 +158,7 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
         state = _load_safetensors(path)
         return _from_state_dict(state, path, arch)
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        obj = _weights_only_load(path)
     except pickle.UnpicklingError as exc:
         if "weights_only" not in str(exc).lower() and "weights only" not in str(exc).lower():
             raise ModelLoadError(f"{name}: is damaged ({first_line(exc)})") from None
@@ -175,6 +176,17 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
     if isinstance(obj, Mapping):
         return _from_state_dict(_flatten_state(obj, name), path, arch)
     raise ModelLoadError(f"{name}: holds a {type(obj).__name__}, not a state dict or a model")
+
+
+def _weights_only_load(path: Path) -> Any:
+    """torch.load(weights_only=True); torchao's tensor classes are allowed once imported."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "torchao" not in str(exc):
+            raise
+    compat.torchao()  # registers torchao's tensor subclasses as safe globals
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:

@@ -1,0 +1,374 @@
+"""The compression engine: a generator of progress events over a copy of the model.
+
+    gen = compress(loaded, recipe, data=..., should_stop=flag)
+    for event in gen: ...          # Progress events: stage, step/total, message, layer
+    result = <StopIteration.value> # or use ``run()`` below
+
+The model handed in is never mutated: the engine deep-copies it, so the original stays
+available for "before" numbers, reset and cancel. Cancellation is checked between steps
+(layers, epochs, measurements) and raises ``Cancelled``.
+"""
+
+from __future__ import annotations
+
+import copy
+import io
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+import core
+from core import compat
+from core.data import Dataset, random_data
+from core.errors import Cancelled, DataError, UnsupportedError
+from core.finetune import finetune
+from core.inventory import inventory
+from core.loading import LoadedModel
+from core.metrics import (
+    accuracy,
+    fidelity,
+    latency_ms,
+    layer_sparsities,
+    parameter_counts,
+    run_outputs,
+    state_dict_bytes,
+)
+from core.pruning import make_permanent, plan_pruning, prune_layers
+from core.quantization import QuantPlan, check_machine, describe, plan_quantization, quantize_layers
+from core.recipe import Recipe
+
+REPORT_VERSION = 1
+DEFAULT_INPUT_SHAPE_NOTE = "give evaluation data or an input shape to measure latency/fidelity"
+
+
+@dataclass
+class Progress:
+    """One step of a job. ``layer`` carries a partial result when a layer is done."""
+
+    stage: str
+    step: int
+    total: int
+    message: str
+    layer: dict[str, Any] | None = None
+    loss: float | None = None
+
+
+@dataclass
+class CompressionResult:
+    model: nn.Module
+    report: dict[str, Any]
+    quantized: dict[str, Any] | None
+    eval_data: Dataset | None
+    notes: list[str] = field(default_factory=list)
+
+
+def never() -> bool:
+    return False
+
+
+def run(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None = None) -> Any:
+    """Drive a job generator to its end and return its result."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as stop:
+            return stop.value
+        if on_event is not None:
+            on_event(event)
+
+
+def copy_model(model: nn.Module) -> nn.Module:
+    """A deep copy that shares no storage with ``model`` (TorchScript via save/load)."""
+    if isinstance(model, torch.jit.ScriptModule):
+        buf = io.BytesIO()
+        with compat.quiet():
+            torch.jit.save(model, buf)
+            buf.seek(0)
+            return torch.jit.load(buf)
+    return copy.deepcopy(model)
+
+
+def compress(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    data: Dataset | None = None,
+    train_data: Dataset | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    skip_metrics: bool = False,
+    should_stop: Callable[[], bool] = never,
+    latency_batch: int = 1,
+) -> Generator[Progress, None, CompressionResult]:
+    """Prune, fine-tune and quantize a copy of ``loaded.model`` per ``recipe``, measuring
+    before and after. Yields Progress; returns a CompressionResult."""
+    timings: dict[str, float] = {"load": 0.0, "prune": 0.0, "quantize": 0.0, "metrics": 0.0}
+    original = loaded.model
+    source = recipe.source
+
+    # --- plan: every pattern is checked against the model before any work starts
+    prune_plan = plan_pruning(original, recipe.prune, source) if recipe.prune else {}
+    quant_plan = QuantPlan()
+    if recipe.quantize is not None:
+        if not loaded.eager:
+            raise UnsupportedError(
+                f"{loaded.display_name}: a {loaded.format} model cannot be quantized "
+                "(module swaps need the eager model: load its state dict with --arch)"
+            )
+        check_machine(recipe.quantize)
+        quant_plan = plan_quantization(original, recipe.quantize, source)
+    if prune_plan and not loaded.eager:
+        raise UnsupportedError(
+            f"{loaded.display_name}: a {loaded.format} model cannot be pruned in place "
+            "(torch.nn.utils.prune needs the eager model: load its state dict with --arch)"
+        )
+    if recipe.finetune is not None:
+        if train_data is None:
+            raise DataError(
+                f"{source}: finetune needs training data (--train-data); evaluation data is "
+                "never trained on"
+            )
+        if data is not None and train_data is data:
+            raise DataError(
+                f"{train_data.source}: the same data cannot be used to train and evaluate"
+            )
+    eval_data = data
+    if eval_data is None and input_shape is not None:
+        eval_data = random_data(input_shape, samples=max(input_shape[0], 8))
+    notes: list[str] = []
+    if recipe.quantize is not None and recipe.quantize.backend == "legacy":
+        notes.append(compat.LEGACY_NOTICE)
+    if eval_data is None and not skip_metrics:
+        notes.append(
+            f"no data: latency, fidelity and accuracy not measured ({DEFAULT_INPUT_SHAPE_NOTE})"
+        )
+
+    measure = not skip_metrics and eval_data is not None
+    n_prune = len(prune_plan)
+    n_quant = len(quant_plan.layers)
+    n_epochs = recipe.finetune.epochs if recipe.finetune else 0
+    total = 2 + n_prune + n_epochs + n_quant + (4 if measure else 2)
+    step = 0
+
+    def tick(stage: str, message: str, **extra: Any) -> Progress:
+        nonlocal step
+        if should_stop():
+            raise Cancelled()
+        step += 1
+        return Progress(stage, step, total, message, **extra)
+
+    # --- before
+    t0 = time.perf_counter()
+    yield tick("copy", "copying the model (the original is never modified)")
+    model = copy_model(original)
+    model.eval()
+    before_sparsity = layer_sparsities(original)
+    before = _size_numbers(original)
+    yield tick("metrics", "measuring the original: size and sparsity")
+    ref_outputs = None
+    lat_args: tuple = ()
+    lat_kwargs: dict = {}
+    threads = torch.get_num_threads()
+    if measure:
+        assert eval_data is not None
+        ref_outputs = run_outputs(original, eval_data)
+        before["accuracy"] = accuracy(ref_outputs, eval_data)
+        yield tick("metrics", "measuring the original: latency")
+        lat_args, lat_kwargs, _ = eval_data.slice(0, min(latency_batch, len(eval_data)))
+        before["latency_ms"] = latency_ms(original, lat_args, lat_kwargs)
+    else:
+        before.update(latency_ms=None, accuracy=None)
+    timings["metrics"] += time.perf_counter() - t0
+
+    # --- prune (masks held until after fine-tuning)
+    t0 = time.perf_counter()
+    gen = prune_layers(model, prune_plan)
+    while True:
+        if should_stop():
+            raise Cancelled()
+        try:
+            name = next(gen)
+        except StopIteration:
+            break
+        rule = prune_plan[name].rule
+        yield tick(
+            "prune",
+            f"pruned {name} ({rule.method}, {rule.amount})",
+            layer={
+                "name": name,
+                "sparsity_after": layer_sparsities(model.get_submodule(name)).get(""),
+            },
+        )
+    timings["prune"] = time.perf_counter() - t0
+
+    # --- fine-tune
+    finetune_report = None
+    if recipe.finetune is not None and train_data is not None:
+        t0 = time.perf_counter()
+        losses: list[float] = []
+        for epoch, loss in finetune(model, original, train_data, recipe.finetune, should_stop):
+            losses.append(loss)
+            yield tick(
+                "finetune", f"fine-tune epoch {epoch}/{n_epochs}: loss {loss:.4f}", loss=loss
+            )
+        finetune_report = {
+            "epochs": recipe.finetune.epochs,
+            "loss": losses,
+            "lr": recipe.finetune.lr,
+            "batch_size": recipe.finetune.batch_size,
+            "data": train_data.source,
+        }
+        timings["finetune"] = time.perf_counter() - t0
+
+    # --- make pruning permanent (always for layers about to be quantized)
+    keep_masks = {n for n, p in prune_plan.items() if not p.rule.permanent}
+    to_quantize = set(quant_plan.layers)
+    forced = sorted(keep_masks & to_quantize)
+    if forced:
+        notes.append(f"masks folded before quantizing: {', '.join(forced)}")
+    make_permanent(model, [n for n in prune_plan if n not in keep_masks or n in to_quantize])
+
+    # --- quantize
+    t0 = time.perf_counter()
+    if recipe.quantize is not None and n_quant:
+        q = recipe.quantize
+        label = describe(q)
+        gen = quantize_layers(model, q, quant_plan)
+        while True:
+            if should_stop():
+                raise Cancelled()
+            try:
+                name = next(gen)
+            except StopIteration:
+                break
+            yield tick(
+                "quantize",
+                f"quantized {name} ({label})",
+                layer={"name": name, "quantization": label},
+            )
+    timings["quantize"] = time.perf_counter() - t0
+
+    # --- after
+    t0 = time.perf_counter()
+    after = _size_numbers(model)
+    after_sparsity = layer_sparsities(model)
+    yield tick("metrics", "measuring the result: size and sparsity")
+    fid: dict[str, Any] = {
+        "cosine_similarity": None,
+        "relative_error": None,
+        "top1_agreement": None,
+    }
+    if measure:
+        assert eval_data is not None and ref_outputs is not None
+        outputs = run_outputs(model, eval_data)
+        after["accuracy"] = accuracy(outputs, eval_data)
+        fid = fidelity(ref_outputs, outputs)
+        yield tick("metrics", "measuring the result: latency")
+        torch.set_num_threads(threads)
+        after["latency_ms"] = latency_ms(model, lat_args, lat_kwargs)
+    else:
+        after.update(latency_ms=None, accuracy=None)
+    timings["metrics"] += time.perf_counter() - t0
+
+    layers = _layer_rows(
+        original, model, before_sparsity, after_sparsity, prune_plan, recipe, quant_plan
+    )
+    report: dict[str, Any] = {
+        "report_version": REPORT_VERSION,
+        "secateur_version": core.__version__,
+        "model": {
+            "source": loaded.source,
+            "format": loaded.format,
+            "class": loaded.class_name,
+        },
+        "recipe": recipe.to_dict(),
+        "before": before,
+        "after": after,
+        "fidelity": fid,
+        "layers": layers,
+        "round_trip": None,
+        "timings_s": timings,
+        "measurement": {
+            "data": eval_data.source if eval_data is not None else None,
+            "samples": len(eval_data) if eval_data is not None else 0,
+            "latency_batch": latency_batch if measure else None,
+            "threads": threads,
+            "torch": torch.__version__,
+        },
+        "notes": notes + _advice(before, after, prune_plan, recipe),
+    }
+    if finetune_report is not None:
+        report["finetune"] = finetune_report
+    yield tick("done", "done")
+    quantized = None
+    if recipe.quantize is not None and quant_plan.layers:
+        quantized = {
+            "secateur_sidecar": 1,
+            "quantize": recipe.quantize.to_dict()
+            if hasattr(recipe.quantize, "to_dict")
+            else recipe.quantize.model_dump(mode="json"),
+            "layers": quant_plan.layers,
+        }
+    return CompressionResult(model, report, quantized, eval_data, notes)
+
+
+def _size_numbers(model: nn.Module) -> dict[str, Any]:
+    params, nonzero = parameter_counts(model)
+    return {
+        "parameters": params,
+        "nonzero_parameters": nonzero,
+        "state_dict_bytes": state_dict_bytes(model),
+    }
+
+
+def _layer_rows(
+    original: nn.Module,
+    model: nn.Module,
+    before: dict[str, float],
+    after: dict[str, float],
+    prune_plan: dict,
+    recipe: Recipe,
+    quant_plan: QuantPlan,
+) -> list[dict[str, Any]]:
+    label = describe(recipe.quantize) if recipe.quantize is not None else None
+    quantized = set(quant_plan.layers)
+    rows = []
+    for info in inventory(original):
+        name = info.name
+        if name not in before and name not in prune_plan and name not in quant_plan.skipped:
+            continue
+        plan = prune_plan.get(name)
+        rows.append(
+            {
+                "name": name,
+                "type": info.type,
+                "parameters": info.parameters,
+                "sparsity_before": before.get(name),
+                "sparsity_after": after.get(name),
+                "pruning": plan.rule.method if plan else None,
+                "prune_amount": plan.rule.amount if plan else None,
+                "quantization": label if name in quantized else None,
+                "skipped": quant_plan.skipped.get(name),
+            }
+        )
+    return rows
+
+
+def _advice(before: dict, after: dict, prune_plan: dict, recipe: Recipe) -> list[str]:
+    """Plain statements where a choice did not pay on this machine."""
+    out = []
+    if prune_plan and after["state_dict_bytes"] >= before["state_dict_bytes"] * 0.98:
+        out.append(
+            "unstructured pruning zeroes weights but a dense file stores zeros too: the file "
+            "is not smaller (quantize, or use structured pruning, to shrink it)"
+        )
+    lb, la = before.get("latency_ms"), after.get("latency_ms")
+    if lb and la and la > lb * 1.05:
+        what = describe(recipe.quantize) if recipe.quantize else "this recipe"
+        out.append(
+            f"slower on this machine: {what} runs at {la / lb:.2f}x the original latency "
+            f"({la:.3f} ms vs {lb:.3f} ms)"
+        )
+    return out

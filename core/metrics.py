@@ -1,0 +1,194 @@
+"""Measurements taken on the real artifact, the same way before and after compression.
+
+- ``state_dict_bytes``: bytes of ``torch.save(model.state_dict())``.
+- ``latency_ms``: median of at least 10 forward passes after warm-up, under
+  torch.inference_mode, same thread count and same input before and after.
+- fidelity: compressed vs original outputs on the same inputs, every output tensor
+  flattened; top-1 agreement when the output looks like class logits.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.data import Dataset
+from core.errors import DataError, first_line
+from core.inventory import layer_weight, quantization_of
+
+EVAL_BATCH = 256
+
+
+class _CountingSink:
+    """A write-only file that counts bytes, so sizes need no memory or disk."""
+
+    def __init__(self) -> None:
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        n = len(data)
+        self.size += n
+        return n
+
+    def flush(self) -> None:
+        pass
+
+
+def state_dict_bytes(model: nn.Module) -> int:
+    sink = _CountingSink()
+    torch.save(model.state_dict(), sink)
+    return sink.size
+
+
+def _effective_params(module: nn.Module) -> Iterator[torch.Tensor]:
+    """The module's own parameters as the forward pass sees them.
+
+    For a layer pruned with masks held, that is ``weight`` (orig * mask), not ``weight_orig``;
+    for quantized layers, the integer data.
+    """
+    if quantization_of(module) == "int8_dynamic (legacy)":
+        weight = layer_weight(module)
+        if weight is not None:
+            yield weight
+        bias = module.bias()
+        if bias is not None:
+            yield bias
+        return
+    for name, param in module.named_parameters(recurse=False):
+        if name.endswith("_orig") and isinstance(getattr(module, name[:-5], None), torch.Tensor):
+            yield getattr(module, name[:-5]).detach()
+            continue
+        qdata = getattr(param, "qdata", None)
+        yield qdata if isinstance(qdata, torch.Tensor) else param.detach()
+
+
+def parameter_counts(model: nn.Module) -> tuple[int, int]:
+    """(parameters, nonzero parameters) over every module's own parameters."""
+    total = nonzero = 0
+    for module in model.modules():
+        for tensor in _effective_params(module):
+            total += tensor.numel()
+            nonzero += int(torch.count_nonzero(tensor))
+    return total, nonzero
+
+
+def layer_sparsities(model: nn.Module) -> dict[str, float]:
+    """Fraction of exactly-zero elements of each layer's weight (integer weight if quantized)."""
+    out: dict[str, float] = {}
+    for name, module in model.named_modules():
+        weight = layer_weight(module)
+        if weight is not None and weight.numel():
+            out[name] = 1.0 - int(torch.count_nonzero(weight)) / weight.numel()
+    return out
+
+
+def call(model: nn.Module, args: tuple, kwargs: dict) -> Any:
+    return model(*args, **kwargs)
+
+
+def flatten_outputs(output: Any) -> list[torch.Tensor]:
+    """Every tensor in a model output: tensors, tuples, lists, dicts, dataclasses."""
+    if isinstance(output, torch.Tensor):
+        return [output]
+    if isinstance(output, Mapping):
+        return [t for v in output.values() for t in flatten_outputs(v)]
+    if isinstance(output, list | tuple):
+        return [t for v in output for t in flatten_outputs(v)]
+    if dataclasses.is_dataclass(output) and not isinstance(output, type):
+        return [
+            t for f in dataclasses.fields(output) for t in flatten_outputs(getattr(output, f.name))
+        ]
+    return []
+
+
+def run_outputs(
+    model: nn.Module, data: Dataset, batch_size: int = EVAL_BATCH
+) -> list[list[torch.Tensor]]:
+    """The model's outputs per batch, as flat tensor lists (float32, on the CPU)."""
+    outs = []
+    with torch.inference_mode():
+        for args, kwargs, _ in data.batches(batch_size):
+            try:
+                result = call(model, args, kwargs)
+            except Exception as exc:
+                raise DataError(
+                    f"{data.source}: x does not fit the model ({first_line(exc, 200)})"
+                ) from None
+            tensors = [t.detach().float() for t in flatten_outputs(result)]
+            if not tensors:
+                raise DataError(f"{data.source}: the model returned no tensors for this input")
+            outs.append(tensors)
+    return outs
+
+
+def looks_like_logits(outputs: list[list[torch.Tensor]]) -> bool:
+    first = outputs[0]
+    return len(first) == 1 and first[0].dim() == 2 and first[0].shape[1] > 1
+
+
+def accuracy(outputs: list[list[torch.Tensor]], data: Dataset) -> float | None:
+    """Top-1 accuracy against the labels, or None without labels or logits."""
+    if data.y is None or not looks_like_logits(outputs):
+        return None
+    logits = torch.cat([b[0] for b in outputs])
+    classes = logits.shape[1]
+    top = int(data.y.max())
+    if top >= classes:
+        raise DataError(
+            f"{data.source}: y holds label {top} but the model outputs {classes} classes"
+        )
+    return float((logits.argmax(1) == data.y).float().mean())
+
+
+def fidelity(
+    reference: list[list[torch.Tensor]], candidate: list[list[torch.Tensor]]
+) -> dict[str, float | None]:
+    """Cosine similarity, relative error and top-1 agreement of candidate vs reference."""
+    a = torch.cat([t.reshape(-1) for batch in reference for t in batch]).double()
+    b = torch.cat([t.reshape(-1) for batch in candidate for t in batch]).double()
+    if a.shape != b.shape:
+        return {"cosine_similarity": None, "relative_error": None, "top1_agreement": None}
+    norm_a, norm_b = a.norm(), b.norm()
+    if norm_a == 0 and norm_b == 0:
+        cosine = 1.0
+    elif norm_a == 0 or norm_b == 0:
+        cosine = 0.0
+    else:
+        cosine = float(torch.dot(a, b) / (norm_a * norm_b))
+    rel = float((a - b).norm() / norm_a) if norm_a > 0 else float((a - b).norm())
+    top1 = None
+    if looks_like_logits(reference) and looks_like_logits(candidate):
+        ra = torch.cat([x[0] for x in reference]).argmax(1)
+        rb = torch.cat([x[0] for x in candidate]).argmax(1)
+        top1 = float((ra == rb).float().mean())
+    return {"cosine_similarity": cosine, "relative_error": rel, "top1_agreement": top1}
+
+
+def latency_ms(
+    model: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    min_runs: int = 10,
+    max_runs: int = 200,
+    budget_s: float = 0.5,
+    warmup: int = 3,
+) -> float:
+    """Median wall time of one forward pass in milliseconds (>= ``min_runs`` runs)."""
+    times: list[float] = []
+    with torch.inference_mode():
+        for _ in range(warmup):
+            call(model, args, kwargs)
+        start = time.perf_counter()
+        while len(times) < min_runs or (
+            len(times) < max_runs and time.perf_counter() - start < budget_s
+        ):
+            t0 = time.perf_counter()
+            call(model, args, kwargs)
+            times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1000.0

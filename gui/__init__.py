@@ -1,0 +1,1 @@
+"""Secateur desktop window (PySide6 + pyqtgraph). Importing this package loads no Qt."""

@@ -1,0 +1,28 @@
+"""The ``secateur`` entry point. Subcommands go to the Qt-free CLI; everything else opens the
+window. Importing this module loads no Qt, so ``secateur --help`` and ``inspect`` stay fast."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    from core.cli import SUBCOMMANDS
+    from core.cli import main as cli_main
+
+    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("--version",)):
+        return cli_main(argv)
+    if argv and argv[0] in ("-h", "--help"):
+        from gui.options import print_help
+
+        print_help()
+        return 0
+    from gui.app import run_app
+
+    return run_app(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
