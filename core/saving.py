@@ -7,6 +7,7 @@ target, so a failure at any point leaves either the old file or nothing, never h
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import os
 import tempfile
@@ -118,7 +119,9 @@ def _writer(
     if fmt == "exported":
         try:
             with compat.quiet():
-                program = torch.export.export(model, args, kwargs or None)
+                program = torch.export.export(
+                    model, args, kwargs or None, dynamic_shapes=_batch_dynamic(model, args, kwargs)
+                )
         except Exception as exc:
             raise UnsupportedError(
                 f"{path.name}: this model cannot be exported with torch.export "
@@ -217,3 +220,16 @@ def verify_round_trip(
 def _quiet_call(func: Callable[..., Any], *args: Any) -> Any:
     with compat.quiet():
         return func(*args)
+
+
+def _batch_dynamic(model: nn.Module, args: tuple, kwargs: dict) -> Any:
+    """dynamic_shapes that let the exported program take any batch size."""
+    auto = torch.export.Dim.AUTO
+
+    def spec(value: Any) -> Any:
+        return {0: auto} if isinstance(value, torch.Tensor) and value.dim() > 0 else None
+
+    if not kwargs:
+        return tuple(spec(a) for a in args)
+    bound = inspect.signature(model.forward).bind(*args, **kwargs)
+    return {name: spec(value) for name, value in bound.arguments.items()}
