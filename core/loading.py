@@ -181,12 +181,14 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
 def _weights_only_load(path: Path) -> Any:
     """torch.load(weights_only=True); torchao's tensor classes are allowed once imported."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with compat.quiet():
+            return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         if "torchao" not in str(exc):
             raise
     compat.torchao()  # registers torchao's tensor subclasses as safe globals
-    return torch.load(path, map_location="cpu", weights_only=True)
+    with compat.quiet():
+        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
