@@ -21,6 +21,7 @@ import pickle
 import struct
 import sys
 import zipfile
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -203,23 +204,31 @@ def _load_safetensors(path: Path) -> dict[str, torch.Tensor]:
         ) from None
 
 
-def _flatten_state(obj: Mapping, name: str) -> dict[str, torch.Tensor]:
-    """A state dict, also when nested in a training checkpoint ({'state_dict': {...}, ...})."""
-    if obj and all(isinstance(v, torch.Tensor) for v in obj.values()):
-        return dict(obj)
+def _flatten_state(obj: Mapping, name: str) -> dict[str, Any]:
+    """A state dict, also when nested in a training checkpoint ({'state_dict': {...}, ...}).
+
+    Values are kept as they are: torch.ao's packed int8 weights are tuples, not tensors.
+    """
     for key in _NESTED_KEYS:
         inner = obj.get(key)
-        if isinstance(inner, Mapping) and inner:
-            tensors = {k: v for k, v in inner.items() if isinstance(v, torch.Tensor)}
-            if tensors:
-                return tensors
-    tensors = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
-    if tensors and len(tensors) >= len(obj) / 2:
-        return tensors
+        if isinstance(inner, Mapping) and any(isinstance(v, torch.Tensor) for v in inner.values()):
+            return _keep_metadata(inner)
+    if any(isinstance(v, torch.Tensor) for v in obj.values()):
+        return _keep_metadata(obj)
     if not obj:
         raise ModelLoadError(f"{name}: holds an empty dict, not a state dict")
     keys = ", ".join(list(map(str, obj))[:5])
     raise ModelLoadError(f"{name}: holds a dict without tensors (keys: {keys}), not a state dict")
+
+
+def _keep_metadata(state: Mapping) -> dict[str, Any]:
+    """A plain copy that keeps torch's per-module ``_metadata`` (format versions that
+    torch.ao's quantized modules need to read their own state)."""
+    out = OrderedDict(state)
+    meta = getattr(state, "_metadata", None)
+    if meta is not None:
+        out._metadata = meta  # type: ignore[attr-defined]
+    return out
 
 
 def _load_pickle(path: Path) -> LoadedModel:

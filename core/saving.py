@@ -87,6 +87,10 @@ def _is_plain(model: nn.Module) -> bool:
     return all(type(t) in (torch.Tensor, nn.Parameter) for t in model.state_dict().values())
 
 
+def _has_torchao(model: nn.Module) -> bool:
+    return any(type(t).__module__.startswith("torchao") for t in model.state_dict().values())
+
+
 def _writer(
     model: nn.Module, fmt: str, path: Path, example: tuple[tuple, dict]
 ) -> Callable[[IO[bytes]], None]:
@@ -104,8 +108,19 @@ def _writer(
             return lambda fh: fh.write(save(state))
         return lambda fh: torch.save(model.state_dict(), fh)
     if fmt == "pickle":
+        if _has_torchao(model):
+            raise UnsupportedError(
+                f"{path.name}: torchao's int8 tensors cannot be pickled as a whole model; "
+                "save as state_dict (with its sidecar) or exported"
+            )
         return lambda fh: torch.save(model, fh)
     if fmt == "torchscript":
+        if _has_torchao(model):
+            # torch.jit.trace aborts the whole process on torchao's tensor subclasses.
+            raise UnsupportedError(
+                f"{path.name}: TorchScript cannot hold torchao's int8 tensors; save as "
+                "state_dict or exported, or quantize with backend: legacy"
+            )
         if isinstance(model, torch.jit.ScriptModule):
             return lambda fh: _quiet_call(torch.jit.save, model, fh)
         try:
@@ -117,6 +132,11 @@ def _writer(
             ) from None
         return lambda fh: _quiet_call(torch.jit.save, scripted, fh)
     if fmt == "exported":
+        if any(hasattr(m, "weight_mask") for m in model.modules()):
+            raise UnsupportedError(
+                f"{path.name}: torch.export cannot hold pruning masks; use permanent: true "
+                "in the recipe, or save as state_dict"
+            )
         try:
             with compat.quiet():
                 program = torch.export.export(
