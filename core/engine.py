@@ -33,9 +33,8 @@ from core.metrics import (
     fidelity,
     latency_ms,
     layer_sparsities,
-    parameter_counts,
+    model_stats,
     run_outputs,
-    state_dict_bytes,
 )
 from core.pruning import make_permanent, plan_pruning, prune_layers
 from core.quantization import QuantPlan, check_machine, describe, plan_quantization, quantize_layers
@@ -164,8 +163,9 @@ def compress(
     yield tick("copy", "copying the model (the original is never modified)")
     model = copy_model(original)
     model.eval()
-    before_sparsity = layer_sparsities(original)
-    before = _size_numbers(original)
+    before_stats = model_stats(original, cache=True)
+    before_sparsity = before_stats.sparsity
+    before: dict[str, Any] = dict(before_stats.numbers())
     yield tick("metrics", "measuring the original: size and sparsity")
     ref_outputs = None
     lat_args: tuple = ()
@@ -193,6 +193,9 @@ def compress(
         except StopIteration:
             break
         rule = prune_plan[name].rule
+        if recipe.finetune is None and rule.permanent:
+            # Nothing needs the mask any more: fold it now, so memory stays at one copy.
+            make_permanent(model, [name])
         yield tick(
             "prune",
             f"pruned {name} ({rule.method}, {rule.amount})",
@@ -252,8 +255,9 @@ def compress(
 
     # --- after
     t0 = time.perf_counter()
-    after = _size_numbers(model)
-    after_sparsity = layer_sparsities(model)
+    after_stats = model_stats(model)
+    after: dict[str, Any] = dict(after_stats.numbers())
+    after_sparsity = after_stats.sparsity
     yield tick("metrics", "measuring the result: size and sparsity")
     fid: dict[str, Any] = {
         "cosine_similarity": None,
@@ -314,15 +318,6 @@ def compress(
     return CompressionResult(model, report, quantized, eval_data, notes)
 
 
-def _size_numbers(model: nn.Module) -> dict[str, Any]:
-    params, nonzero = parameter_counts(model)
-    return {
-        "parameters": params,
-        "nonzero_parameters": nonzero,
-        "state_dict_bytes": state_dict_bytes(model),
-    }
-
-
 def _layer_rows(
     original: nn.Module,
     model: nn.Module,
@@ -335,7 +330,7 @@ def _layer_rows(
     label = describe(recipe.quantize) if recipe.quantize is not None else None
     quantized = set(quant_plan.layers)
     rows = []
-    for info in inventory(original):
+    for info in inventory(original, measure=False):
         name = info.name
         if name not in before and name not in prune_plan and name not in quant_plan.skipped:
             continue

@@ -122,8 +122,10 @@ def _why_not_prunable(module: nn.Module) -> str | None:
     return None
 
 
-def inventory(model: nn.Module) -> list[LayerInfo]:
-    """Every module in ``named_modules()`` order, with its own parameters and state."""
+def inventory(model: nn.Module, measure: bool = True) -> list[LayerInfo]:
+    """Every module in ``named_modules()`` order, with its own parameters and state.
+
+    ``measure=False`` leaves sparsity out (None), which skips a pass over every weight."""
     layers: list[LayerInfo] = []
     children: set[str] = set()
     rows = list(model.named_modules())
@@ -146,7 +148,7 @@ def inventory(model: nn.Module) -> list[LayerInfo]:
                 dtype=str(raw.dtype).replace("torch.", "")
                 if isinstance(raw, torch.Tensor)
                 else ("qint8" if quant else None),
-                sparsity=sparsity(weight),
+                sparsity=sparsity(weight) if measure else None,
                 prunable=why is None,
                 quantizable=isinstance(module, nn.Linear | nn.modules.conv._ConvNd)
                 and quant is None,

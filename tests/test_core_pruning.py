@@ -154,3 +154,33 @@ def test_inventory_of_10000_modules() -> None:
     assert rows[1].has_children and not rows[2].has_children
     assert rows[2].parent == "0" and rows[2].name == "0.0" and rows[2].parameters == 20
     assert sum(r.parameters for r in rows) == sum(p.numel() for p in model.parameters())
+
+
+def test_l1_masks_equal_torch_own() -> None:
+    """Our kthvalue-based L1 selection gives torch's topk masks (tie-free weights)."""
+    import copy
+
+    from torch import nn
+    from torch.nn.utils import prune
+
+    from core.pruning import _l1
+
+    torch.manual_seed(5)
+    a = nn.Linear(300, 200)
+    b = copy.deepcopy(a)
+    prune.l1_unstructured(a, "weight", amount=0.37)
+    _l1([b], 0.37)
+    assert torch.equal(a.weight_mask, b.weight_mask)
+    group = [nn.Linear(50, 40), nn.Conv2d(4, 6, 3)]
+    mine = copy.deepcopy(group)
+    prune.global_unstructured([(m, "weight") for m in group], prune.L1Unstructured, amount=0.6)
+    _l1(mine, 0.6)
+    assert all(torch.equal(x.weight_mask, y.weight_mask) for x, y in zip(group, mine))
+
+
+def test_l1_exact_with_ties() -> None:
+    model = mlp()
+    with torch.no_grad():
+        model.fc2.weight.fill_(0.25)  # every weight ties
+    _apply(model, [PruneRule(layers=["fc2"], amount=0.3)])
+    assert _zeros(model.fc2.weight) == round(0.3 * 1024)
