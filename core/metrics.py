@@ -13,7 +13,7 @@ import dataclasses
 import statistics
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -248,3 +248,39 @@ def latency_ms(
             call(model, args, kwargs)
             times.append(time.perf_counter() - t0)
     return statistics.median(times) * 1000.0
+
+
+def paired_latency_ms(
+    first: nn.Module,
+    second: nn.Module,
+    args: tuple,
+    kwargs: dict,
+    min_runs: int = 10,
+    max_runs: int = 200,
+    budget_s: float = 1.0,
+    warmup: int = 3,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[float, float]:
+    """Median forward time of two models, measured alternately on the same input.
+
+    Interleaving puts both under the same machine load (these machines are shared), so
+    their ratio is trustworthy even when the absolute numbers wander.
+    """
+    times: tuple[list[float], list[float]] = ([], [])
+    models = (first, second)
+    with torch.inference_mode():
+        for model in models:
+            for _ in range(warmup):
+                call(model, args, kwargs)
+        start = time.perf_counter()
+        while len(times[0]) < min_runs or (
+            len(times[0]) < max_runs and time.perf_counter() - start < budget_s
+        ):
+            if should_stop is not None and should_stop():
+                break
+            for model, bucket in zip(models, times):
+                for _ in range(3):
+                    t0 = time.perf_counter()
+                    call(model, args, kwargs)
+                    bucket.append(time.perf_counter() - t0)
+    return statistics.median(times[0]) * 1000.0, statistics.median(times[1]) * 1000.0
