@@ -64,6 +64,25 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
     c.add_argument("--skip-metrics", action="store_true", help="sizes and sparsity only")
     c.add_argument("--force", action="store_true", help="allow overwriting the input model")
+
+    s = sub.add_parser("sensitivity", help="prune (or quantize) one layer at a time and measure")
+    s.add_argument("model", nargs="?", help="model file (or --demo)")
+    s.add_argument("--demo", action="store_true", help="use the bundled digits CNN and its data")
+    s.add_argument("--data", help="evaluation data (.npz or .pt with x and optional y)")
+    s.add_argument("--input-shape", help="random input shape without data, e.g. 1x3x224x224")
+    s.add_argument("--arch", help="FILE.py:callable or package.module:callable")
+    s.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
+    s.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")
+    s.add_argument("--types", nargs="+", default=["Conv2d", "Linear"], metavar="TYPE")
+    s.add_argument("--method", default="l1_unstructured")
+    s.add_argument("--amounts", default="0.1,0.3,0.5,0.7,0.9")
+    s.add_argument("--quantize", metavar="SCHEME", help="also quantize each layer alone")
+    s.add_argument("--subset", type=int, help="evaluate on the first N samples only")
+    s.add_argument("--no-cache", action="store_true", help="recompute even if cached")
+    s.add_argument("--output", required=True, help="write the sensitivity JSON here")
+    s.add_argument("--target-sparsity", type=float, help="overall sparsity to reach")
+    s.add_argument("--max-drop", type=float, help="largest predicted metric drop allowed")
+    s.add_argument("--emit-recipe", help="write the per-layer amounts as a recipe here")
     return parser
 
 
@@ -76,9 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "compress":
             return cmd_compress(args)
         if args.command == "sensitivity":
-            from core.sensitivity_cli import cmd_sensitivity
-
-            return cmd_sensitivity(argv[1:])
+            return cmd_sensitivity(args)
         build_parser().print_help()
         return 2
     except UserError as exc:
@@ -98,6 +115,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def load_input(args: argparse.Namespace) -> tuple[LoadedModel, Dataset | None, Dataset | None]:
     """The model and data the flags name; --demo supplies its own test and training data."""
+    data_arg, train_arg = getattr(args, "data", None), getattr(args, "train_data", None)
+    if data_arg and train_arg and Path(data_arg).resolve() == Path(train_arg).resolve():
+        raise UserError(
+            f"--train-data: {train_arg} is also --data; never train on what you measure"
+        )
     if getattr(args, "demo", False):
         if args.model:
             raise UserError(f"give a MODEL or --demo, not both (got {args.model!r})")
@@ -200,6 +222,94 @@ def cmd_compress(args: argparse.Namespace) -> int:
     print_summary(report, sys.stdout)
     if args.report:
         atomic_write_bytes(Path(args.report), (json.dumps(report, indent=2) + "\n").encode())
+    return 0
+
+
+def _parse_amounts(text: str) -> list[float]:
+    try:
+        amounts = [float(a) for a in text.split(",") if a.strip()]
+    except ValueError:
+        raise UserError(f"--amounts: {text!r} is not a comma-separated list of fractions") from None
+    return amounts
+
+
+def cmd_sensitivity(args: argparse.Namespace) -> int:
+    from core.data import random_data
+    from core.recipe import dump_recipe
+    from core.sensitivity import SweepSettings, allocate, predicted, recipe_from_amounts, sweep
+
+    loaded, data, _ = load_input(args)
+    if data is None:
+        if not args.input_shape:
+            raise UserError("give --data (or --input-shape) to measure sensitivity on")
+        data = random_data(parse_input_shape(args.input_shape), samples=64)
+    if not loaded.eager:
+        raise UserError(
+            f"{loaded.display_name}: a {loaded.format} model cannot be pruned in place; "
+            "load its state dict with --arch"
+        )
+    if args.emit_recipe and args.target_sparsity is None and args.max_drop is None:
+        raise UserError("--emit-recipe needs --target-sparsity or --max-drop")
+    settings = SweepSettings(
+        layers=args.layers,
+        types=args.types,
+        method=args.method,
+        amounts=_parse_amounts(args.amounts),
+        quantize=args.quantize,
+        subset=args.subset,
+    )
+    if args.quantize:
+        from core.recipe import Quantize
+
+        try:
+            Quantize(scheme=args.quantize)
+        except Exception:
+            raise UserError(f"--quantize: {args.quantize!r} is not a scheme") from None
+    bar = ProgressBar(sys.stderr)
+    result = run(sweep(loaded.model, data, settings, use_cache=not args.no_cache), bar.update)
+    bar.close()
+    payload = result.data
+    out = Path(args.output)
+    atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
+    metric = payload["metric"]
+    rows = [
+        (
+            "layer",
+            "type",
+            "parameters",
+            *[f"{p['amount']:g}" for p in payload["layers"][0]["points"]],
+        )
+    ]
+    if args.quantize:
+        rows[0] = (*rows[0], args.quantize)
+    for row in payload["layers"]:
+        cells = (
+            row["name"],
+            row["type"],
+            f"{row['parameters']:,}",
+            *[f"{p['metric']:.4f}" for p in row["points"]],
+        )
+        if args.quantize:
+            q = row.get("quantized") or {}
+            cells = (*cells, f"{q['metric']:.4f}" if q.get("metric") is not None else "skipped")
+        rows.append(cells)
+    print(
+        f"{metric} per layer pruned alone ({payload['method']}); baseline {payload['baseline']:.4f}"
+        + (" [cached]" if result.cached else "")
+    )
+    print_table(rows, sys.stdout)
+    if args.target_sparsity is not None or args.max_drop is not None:
+        amounts = allocate(payload, args.target_sparsity, args.max_drop)
+        guess = predicted(payload, amounts)
+        print(
+            "\nautomatic amounts: "
+            + ", ".join(f"{k} {v:g}" for k, v in amounts.items())
+            + f"\npredicted: sparsity {guess['sparsity']:.4f}, {metric} {guess['metric']:.4f}"
+        )
+        if args.emit_recipe:
+            dump_recipe(recipe_from_amounts(amounts, settings.method), Path(args.emit_recipe))
+            print(f"wrote {args.emit_recipe}")
+    print(f"wrote {out}")
     return 0
 
 

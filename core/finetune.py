@@ -63,7 +63,7 @@ def finetune(
                     optimiser.zero_grad(set_to_none=True)
                     loss.backward()
                     optimiser.step()
-                total += float(loss) * len(idx)
+                total += float(loss.detach()) * len(idx)
                 count += len(idx)
             yield epoch, total / max(count, 1)
     finally:

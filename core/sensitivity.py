@@ -1,0 +1,394 @@
+"""Per-layer sensitivity: prune (or quantize) one layer at a time and measure the damage.
+
+The sweep works on one private copy of the model: each trial changes one layer's weight in
+place, measures, and puts the exact original tensor back, so a 50M-parameter model costs
+one extra copy, not one per trial. The metric is accuracy when the data has labels and
+cosine similarity to the original's outputs otherwise.
+
+``allocate`` turns the curves into per-layer amounts: the greedy marginal-cost allocation
+AIMET and Distiller use (raise, step by step, the layer whose next step removes the most
+weights per unit of predicted metric loss), with linear interpolation between measured
+points so a target sparsity is met exactly.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import itertools
+import json
+import os
+from collections.abc import Callable, Generator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from core.data import Dataset
+from core.errors import Cancelled, RecipeError
+from core.inventory import PRUNABLE_TYPES, select
+from core.metrics import accuracy, fidelity, run_outputs
+from core.pruning import _prune_one, make_permanent
+from core.quantization import _cannot, apply_to_layer
+from core.recipe import PruneRule, Quantize, Recipe
+
+SENSITIVITY_VERSION = 1
+DEFAULT_AMOUNTS = (0.1, 0.3, 0.5, 0.7, 0.9)
+SWEEP_METHODS = ("l1_unstructured", "random_unstructured", "ln_structured", "random_structured")
+
+
+@dataclass
+class SweepSettings:
+    layers: Sequence[str] = ("*",)
+    types: Sequence[str] | None = ("Conv2d", "Linear")
+    method: str = "l1_unstructured"
+    amounts: Sequence[float] = DEFAULT_AMOUNTS
+    n: int | float | str = 2
+    dim: int = 0
+    quantize: str | None = None  # a scheme name: also quantize each layer alone
+    subset: int | None = None  # evaluate on the first N samples only
+
+    def key(self) -> dict[str, Any]:
+        return {
+            "layers": list(self.layers),
+            "types": list(self.types) if self.types else None,
+            "method": self.method,
+            "amounts": [float(a) for a in self.amounts],
+            "n": self.n,
+            "dim": self.dim,
+            "quantize": self.quantize,
+            "subset": self.subset,
+        }
+
+
+@dataclass
+class SweepEvent:
+    """Progress; ``layer`` is set when one layer's curve is complete (a partial result)."""
+
+    step: int
+    total: int
+    message: str
+    layer: dict[str, Any] | None = None
+    baseline: float | None = None
+    metric: str | None = None
+
+
+@dataclass
+class SweepResult:
+    data: dict[str, Any]
+    cached: bool = False
+    cache_path: Path | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def validate_settings(model: nn.Module, s: SweepSettings) -> list[str]:
+    if s.method not in SWEEP_METHODS:
+        raise RecipeError(f"--method: {s.method!r} is not one of {', '.join(SWEEP_METHODS)}")
+    if not s.amounts:
+        raise RecipeError("--amounts: give at least one amount")
+    for a in s.amounts:
+        if not 0.0 < float(a) < 1.0:
+            raise RecipeError(f"--amounts: {a} is not in (0, 1)")
+    if s.subset is not None and s.subset < 1:
+        raise RecipeError(f"--subset: {s.subset} must be at least 1")
+    names, counts = select(model, s.layers, s.types, "", predicate=PRUNABLE_TYPES)
+    for key, count in counts.items():
+        if count == 0:
+            field_name, value = key.split(":", 1)
+            raise RecipeError(f"--{field_name}: {value!r} matches no prunable layer")
+    return names
+
+
+def fingerprint(model: nn.Module, data: Dataset, settings: SweepSettings) -> str:
+    """A content hash of the weights, the data and the settings (the cache key)."""
+    h = hashlib.sha256()
+    for key, value in model.state_dict().items():
+        h.update(key.encode())
+        if isinstance(value, torch.Tensor) and type(value) in (torch.Tensor, nn.Parameter):
+            h.update(value.detach().reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+        else:
+            h.update(repr(value).encode())
+    tensors = (
+        data.x.values()
+        if isinstance(data.x, dict)
+        else (data.x if isinstance(data.x, tuple) else (data.x,))
+    )
+    for t in (*tensors, *([data.y] if data.y is not None else [])):
+        h.update(t.reshape(-1).contiguous().view(torch.uint8).numpy().tobytes())
+    h.update(json.dumps(settings.key(), sort_keys=True).encode())
+    return h.hexdigest()[:32]
+
+
+def cache_dir() -> Path:
+    root = os.environ.get("SECATEUR_CACHE_DIR")
+    if root:
+        return Path(root)
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "secateur" / "sensitivity"
+
+
+def _metric(outputs, data: Dataset, reference) -> tuple[str, float]:
+    acc = accuracy(outputs, data)
+    if acc is not None:
+        return "accuracy", acc
+    cos = fidelity(reference, outputs)["cosine_similarity"]
+    return "cosine_similarity", float(cos) if cos is not None else 0.0
+
+
+def sweep(
+    model: nn.Module,
+    data: Dataset,
+    settings: SweepSettings,
+    should_stop: Callable[[], bool] = lambda: False,
+    use_cache: bool = True,
+) -> Generator[SweepEvent, None, SweepResult]:
+    """Measure each selected layer pruned alone at each amount (and quantized alone)."""
+    names = validate_settings(model, settings)
+    eval_data = data.subset(settings.subset) if settings.subset else data
+    key = fingerprint(model, eval_data, settings) if use_cache else None
+    path = cache_dir() / f"{key}.json" if key else None
+    if path is not None and path.is_file():
+        try:
+            cached = json.loads(path.read_text())
+            if cached.get("sensitivity_version") == SENSITIVITY_VERSION:
+                for i, row in enumerate(cached["layers"], 1):
+                    yield SweepEvent(
+                        i,
+                        len(cached["layers"]),
+                        f"{row['name']} (cached)",
+                        row,
+                        cached["baseline"],
+                        cached["metric"],
+                    )
+                return SweepResult(cached, cached=True, cache_path=path)
+        except (OSError, ValueError, KeyError):
+            pass  # a damaged cache entry is recomputed
+    work = copy.deepcopy(model).eval()
+    modules = dict(work.named_modules())
+    reference = run_outputs(model, eval_data)
+    metric_name, baseline = _metric(reference, eval_data, reference)
+    per_layer = len(settings.amounts) + (1 if settings.quantize else 0)
+    total = len(names) * per_layer
+    step = 0
+    rows = []
+    for name in names:
+        module = modules[name]
+        points = []
+        for amount in settings.amounts:
+            if should_stop():
+                raise Cancelled()
+            saved = module.weight.detach().clone()
+            rule = PruneRule(
+                method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
+            )
+            _prune_one(module, rule)
+            make_permanent(work, [name])
+            try:
+                _, value = _metric(run_outputs(work, eval_data), eval_data, reference)
+            finally:
+                with torch.no_grad():
+                    module.weight.copy_(saved)
+            points.append({"amount": float(amount), "metric": value})
+            step += 1
+            yield SweepEvent(
+                step,
+                total,
+                f"{name}: {settings.method} {amount} -> {value:.4f}",
+                None,
+                baseline,
+                metric_name,
+            )
+        row: dict[str, Any] = {
+            "name": name,
+            "type": type(module).__name__,
+            "parameters": int(module.weight.numel()),
+            "points": points,
+        }
+        if settings.quantize:
+            if should_stop():
+                raise Cancelled()
+            row["quantized"] = _quantized_alone(work, name, settings.quantize, eval_data, reference)
+            step += 1
+        rows.append(row)
+        yield SweepEvent(step, total, f"{name} done", row, baseline, metric_name)
+    result = {
+        "sensitivity_version": SENSITIVITY_VERSION,
+        "metric": metric_name,
+        "baseline": baseline,
+        "method": settings.method,
+        "settings": settings.key(),
+        "data": {"source": eval_data.source, "samples": len(eval_data)},
+        "layers": rows,
+    }
+    if path is not None:
+        try:
+            from core.saving import atomic_write_bytes
+
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_bytes(path, json.dumps(result).encode())
+        except Exception:
+            path = None  # caching is a convenience; a read-only home must not fail the sweep
+    return SweepResult(result, cached=False, cache_path=path)
+
+
+def _quantized_alone(
+    work: nn.Module, name: str, scheme: str, data: Dataset, reference
+) -> dict[str, Any]:
+    q = Quantize(scheme=scheme)  # type: ignore[arg-type]
+    original = work.get_submodule(name)
+    reason = _cannot(original, q)
+    if reason is not None:
+        return {"scheme": scheme, "metric": None, "skipped": reason}
+    parent_name, _, child = name.rpartition(".")
+    parent = work.get_submodule(parent_name) if parent_name else work
+    trial = copy.deepcopy(original)
+    holder = nn.Module()
+    holder.add_module("layer", trial)
+    apply_to_layer(holder, trial, "layer", q)
+    setattr(parent, child, holder.layer)
+    try:
+        _, value = _metric(run_outputs(work, data), data, reference)
+    finally:
+        setattr(parent, child, original)
+    return {"scheme": scheme, "metric": value}
+
+
+def _interp(points: list[tuple[float, float]], amount: float) -> float:
+    """Metric at ``amount`` by linear interpolation over (amount, metric) points."""
+    for (a0, m0), (a1, m1) in itertools.pairwise(points):
+        if a0 <= amount <= a1:
+            return m0 if a1 == a0 else m0 + (m1 - m0) * (amount - a0) / (a1 - a0)
+    return points[-1][1]
+
+
+def allocate(
+    result: dict[str, Any],
+    target_sparsity: float | None = None,
+    max_drop: float | None = None,
+    max_amount: float | None = None,
+) -> dict[str, float]:
+    """Per-layer amounts from the curves.
+
+    With ``target_sparsity``: reach that fraction of zeros over all swept layers' weights
+    with the least predicted loss (stopping early only if ``max_drop`` is also given and
+    would be exceeded). With only ``max_drop``: the highest sparsity whose predicted drop
+    (the sum of per-layer drops) stays within it. Predicted drops are additive.
+    """
+    if target_sparsity is None and max_drop is None:
+        raise RecipeError("give --target-sparsity, --max-drop or both")
+    if target_sparsity is not None and not 0.0 < target_sparsity < 1.0:
+        raise RecipeError(f"--target-sparsity: {target_sparsity} is not in (0, 1)")
+    if max_drop is not None and max_drop < 0:
+        raise RecipeError(f"--max-drop: {max_drop} is negative")
+    baseline = float(result["baseline"])
+    layers = result["layers"]
+    if not layers:
+        raise RecipeError("the sensitivity result has no layers")
+    reachable = min(max((p["amount"] for p in row["points"]), default=0.0) for row in layers)
+    top = max(max((p["amount"] for p in row["points"]), default=0.0) for row in layers)
+    if target_sparsity is not None and target_sparsity > top + 1e-9:
+        raise RecipeError(
+            f"--target-sparsity: {target_sparsity} is above the largest swept amount ({top}); "
+            "add higher --amounts"
+        )
+    del reachable
+    curves = {}
+    for row in layers:
+        pts = [(0.0, baseline)] + [(p["amount"], p["metric"]) for p in row["points"]]
+        pts.sort()
+        if max_amount is not None:
+            pts = [p for p in pts if p[0] <= max_amount]
+        curves[row["name"]] = pts
+    sizes = {row["name"]: row["parameters"] for row in layers}
+    total = sum(sizes.values())
+    level = {name: 0 for name in curves}  # index into each curve
+    pruned = 0.0
+    drop = 0.0
+    target_count = None if target_sparsity is None else target_sparsity * total
+
+    def step_cost(name: str) -> tuple[float, float, float]:
+        pts = curves[name]
+        i = level[name]
+        a0, m0 = pts[i]
+        a1, m1 = pts[i + 1]
+        gained = (a1 - a0) * sizes[name]
+        loss = max(m0 - m1, 0.0)
+        return loss / gained if gained else float("inf"), gained, loss
+
+    amounts = {name: 0.0 for name in curves}
+    while True:
+        if target_count is not None and pruned >= target_count - 1e-9:
+            break
+        options = [n for n in curves if level[n] + 1 < len(curves[n])]
+        if not options:
+            break
+        best = min(options, key=lambda n: (step_cost(n)[0], n))
+        _, gained, loss = step_cost(best)
+        if max_drop is not None and drop + loss > max_drop + 1e-12:
+            # take the affordable fraction of this step, then stop
+            if loss > 0:
+                frac = (max_drop - drop) / loss
+                if target_count is not None:
+                    frac = min(frac, (target_count - pruned) / gained)
+                a0 = curves[best][level[best]][0]
+                a1 = curves[best][level[best] + 1][0]
+                amounts[best] = a0 + (a1 - a0) * max(frac, 0.0)
+            break
+        if target_count is not None and pruned + gained > target_count:
+            frac = (target_count - pruned) / gained
+            a0 = curves[best][level[best]][0]
+            a1 = curves[best][level[best] + 1][0]
+            amounts[best] = a0 + (a1 - a0) * frac
+            pruned = target_count
+            break
+        level[best] += 1
+        amounts[best] = curves[best][level[best]][0]
+        pruned += gained
+        drop += loss
+    return {name: round(a, 4) for name, a in amounts.items()}
+
+
+def predicted(result: dict[str, Any], amounts: dict[str, float]) -> dict[str, float]:
+    """Overall sparsity and predicted metric of an allocation, from the curves."""
+    baseline = float(result["baseline"])
+    total = zeros = 0.0
+    drop = 0.0
+    for row in result["layers"]:
+        pts = sorted([(0.0, baseline)] + [(p["amount"], p["metric"]) for p in row["points"]])
+        a = amounts.get(row["name"], 0.0)
+        total += row["parameters"]
+        zeros += a * row["parameters"]
+        drop += max(baseline - _interp(pts, a), 0.0)
+    return {"sparsity": zeros / total if total else 0.0, "metric": baseline - drop}
+
+
+def recipe_from_amounts(
+    amounts: dict[str, float], method: str = "l1_unstructured", base: Recipe | None = None
+) -> Recipe:
+    """A recipe with one rule per layer (amount 0 layers are left out)."""
+    rules = [
+        PruneRule(layers=[name], method=method, amount=float(a))  # type: ignore[arg-type]
+        for name, a in amounts.items()
+        if a > 0
+    ]
+    data: dict[str, Any] = {"version": 1, "prune": [r.model_dump(mode="json") for r in rules]}
+    if base is not None:
+        if base.finetune is not None:
+            data["finetune"] = base.finetune.model_dump(mode="json")
+        if base.quantize is not None:
+            data["quantize"] = base.quantize.model_dump(mode="json")
+    return Recipe.from_dict(data, "automatic amounts")
+
+
+__all__ = [
+    "DEFAULT_AMOUNTS",
+    "SweepEvent",
+    "SweepResult",
+    "SweepSettings",
+    "allocate",
+    "predicted",
+    "recipe_from_amounts",
+    "sweep",
+]
