@@ -27,6 +27,7 @@ _QUIET_WARNINGS = (
     r".*TypedStorage is deprecated.*",
     r".*register_constant.*",
     r".*torch\.jit\.\w+.* is deprecated.*",
+    r".*Detected pickle protocol.*",
 )
 
 

@@ -116,7 +116,9 @@ def load_data(path: str | Path) -> Dataset:
 def _read(path: Path) -> dict[str, Any]:
     with path.open("rb") as fh:
         head = fh.read(4)
-    if path.suffix.lower() == ".npz" or (head[:2] == b"PK" and path.suffix.lower() != ".pt"):
+    if path.suffix.lower() == ".npz" and head[:2] != b"PK":
+        raise DataError(f"{path.name}: is not an .npz archive (expected a zip of arrays)")
+    if head[:2] == b"PK" and path.suffix.lower() != ".pt":
         try:
             with np.load(path, allow_pickle=False) as npz:
                 return {k: npz[k] for k in npz.files}
