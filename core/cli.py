@@ -182,6 +182,11 @@ def cmd_compress(args: argparse.Namespace) -> int:
     loaded, data, train = load_input(args)
     input_shape = parse_input_shape(args.input_shape) if args.input_shape else None
     load_s = time.perf_counter() - t0
+    from core.memory import estimate
+
+    warning = estimate(loaded.model, recipe).warning()
+    if warning:
+        print(f"secateur: warning: {warning}", file=sys.stderr)
     fmt = args.format or default_format(loaded.format)
     out = Path(args.output)
     bar = ProgressBar(sys.stderr)

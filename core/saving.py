@@ -21,7 +21,7 @@ from torch import nn
 
 from core import compat
 from core.data import Dataset
-from core.errors import SaveError, UnsupportedError, first_line
+from core.errors import Cancelled, SaveError, UnsupportedError, first_line
 from core.loading import SIDECAR_SUFFIX, sidecar_path
 from core.metrics import call, flatten_outputs
 
@@ -160,6 +160,7 @@ def save_model(
     protected: Path | None = None,
     force: bool = False,
     arch: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> SaveOutcome:
     """Write ``model`` atomically in ``fmt``, then reload it, run it and compare.
 
@@ -180,10 +181,15 @@ def save_model(
     sample = example.slice(0, min(4, len(example)))
     args, kwargs = sample[0], sample[1]
     writer = _writer(model, fmt, path, (args, kwargs))
+    stop = should_stop or (lambda: False)
+    if stop():
+        raise Cancelled()
     try:
         with atomic_file(path) as fh:
             writer(fh)
-    except (SaveError, UnsupportedError):
+            if stop():
+                raise Cancelled()  # the temporary file is removed; the target is untouched
+    except (SaveError, UnsupportedError, Cancelled):
         raise
     except OSError as exc:
         raise SaveError(f"{path}: write failed ({exc.strerror or first_line(exc)})") from None

@@ -156,3 +156,35 @@ def test_refuses_to_overwrite_input_model(tmp_path) -> None:
         result.model, source, "state_dict", DATA, protected=source, force=True, arch=ARCH
     )
     assert outcome.round_trip["ok"] is True
+
+
+@pytest.mark.parametrize("stop_at", [1, 2])
+def test_cancelled_save_leaves_nothing(tmp_path, stop_at) -> None:
+    from core.errors import Cancelled
+
+    result = _compressed("pruned")
+    out = tmp_path / "out.pt"
+    out.write_bytes(b"old")
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] >= stop_at
+
+    with pytest.raises(Cancelled):
+        save_model(result.model, out, "state_dict", DATA, None, arch=ARCH, should_stop=stop)
+    assert out.read_bytes() == b"old"
+    assert sorted(os.listdir(tmp_path)) == ["out.pt"]
+
+
+def test_memory_estimate_warns_when_it_will_not_fit() -> None:
+    from core.memory import estimate
+
+    model = mlp()
+    recipe = parse_recipe(RECIPES["torchao_int8"])
+    size = sum(t.numel() * t.element_size() for t in model.state_dict().values())
+    roomy = estimate(model, recipe, available=100 * size)
+    assert roomy.model_bytes == size and roomy.fits and roomy.warning() is None
+    tight = estimate(model, recipe, available=size)
+    assert not tight.fits and "GiB is available" in (tight.warning() or "")
+    assert roomy.peak_bytes >= 2 * size

@@ -1,0 +1,60 @@
+"""Will a job fit in memory? An estimate from the model's own tensors, checked before a run.
+
+The engine keeps the original (for "before" numbers, reset and cancel) and works on one
+copy; pruning a layer holds its weight, a mask and a few temporaries of that layer's size;
+metrics hold the outputs. The estimate is deliberately simple and errs high.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import psutil
+import torch
+from torch import nn
+
+from core.recipe import Recipe
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    model_bytes: int
+    peak_bytes: int
+    available_bytes: int
+
+    @property
+    def fits(self) -> bool:
+        return self.peak_bytes <= self.available_bytes
+
+    def warning(self) -> str | None:
+        if self.fits:
+            return None
+        gib = 1024**3
+        need, have = self.peak_bytes / gib, self.available_bytes / gib
+        return (
+            f"this job needs about {need:.1f} GiB and {have:.1f} GiB is available (model {self.model_bytes / gib:.1f} GiB, kept once as the "
+            "original and once as the working copy): close other programs or use a smaller model"
+        )
+
+
+def tensor_bytes(model: nn.Module) -> int:
+    total = 0
+    for value in model.state_dict().values():
+        if isinstance(value, torch.Tensor):
+            total += value.numel() * value.element_size()
+    return total
+
+
+def estimate(model: nn.Module, recipe: Recipe, available: int | None = None) -> MemoryEstimate:
+    """Peak bytes of ``compress`` on ``model`` with ``recipe`` vs the memory available now."""
+    size = tensor_bytes(model)
+    largest = 0
+    for module in model.modules():
+        weight = getattr(module, "weight", None)
+        if isinstance(weight, torch.Tensor):
+            largest = max(largest, weight.numel() * weight.element_size())
+    per_layer = 4 * largest if recipe.prune or recipe.quantize else 0
+    training = 3 * size if recipe.finetune is not None else 0  # gradients + Adam moments
+    peak = 2 * size + per_layer + training
+    free = psutil.virtual_memory().available if available is None else available
+    return MemoryEstimate(size, peak, free)
