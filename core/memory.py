@@ -31,9 +31,11 @@ class MemoryEstimate:
             return None
         gib = 1024**3
         need, have = self.peak_bytes / gib, self.available_bytes / gib
+        model = self.model_bytes / gib
         return (
-            f"this job needs about {need:.1f} GiB and {have:.1f} GiB is available (model {self.model_bytes / gib:.1f} GiB, kept once as the "
-            "original and once as the working copy): close other programs or use a smaller model"
+            f"this job needs about {need:.1f} GiB and {have:.1f} GiB is available (model "
+            f"{model:.1f} GiB, kept once as the original and once as the working copy): "
+            "close other programs or use a smaller model"
         )
 
 
