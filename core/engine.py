@@ -183,7 +183,7 @@ def compress(
 
     # --- prune (masks held until after fine-tuning)
     t0 = time.perf_counter()
-    gen = prune_layers(model, prune_plan)
+    gen = prune_layers(model, prune_plan, hold_masks=recipe.finetune is not None)
     while True:
         if should_stop():
             raise Cancelled()

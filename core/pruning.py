@@ -68,49 +68,58 @@ def _check_amount(module: nn.Module, rule: PruneRule, where: str, name: str) -> 
         )
 
 
-def prune_layers(model: nn.Module, plan: dict[str, LayerPrune]) -> Iterator[str]:
-    """Apply the plan, masks held (weight_orig + weight_mask), yielding each layer's name.
+def prune_layers(
+    model: nn.Module, plan: dict[str, LayerPrune], hold_masks: bool = True
+) -> Iterator[str]:
+    """Apply the plan, yielding each layer's name when it is done.
 
-    Global groups are pruned at once when their first layer comes up. The caller checks for
-    cancellation between yields.
+    With ``hold_masks`` the masks are installed as torch.nn.utils.prune reparametrisations
+    (weight_orig + weight_mask, for fine-tuning or saving with masks); without, weights are
+    zeroed in place, which needs no extra copy of the layer (rules with permanent: false
+    always hold their masks). Global groups are pruned at once when their first layer comes
+    up. The caller checks for cancellation between yields.
     """
     modules = dict(model.named_modules())
     done_groups: set[int] = set()
     for name, item in plan.items():
         rule = item.rule
+        hold = hold_masks or not rule.permanent
         if rule.method == "global_unstructured":
             if item.rule_index not in done_groups:
-                group = [n for n, p in plan.items() if p.rule_index == item.rule_index]
-                _l1([modules[n] for n in group], rule.amount)
+                group = [modules[n] for n, p in plan.items() if p.rule_index == item.rule_index]
+                _install(group, _l1_keep(group, rule.amount), hold)
                 done_groups.add(item.rule_index)
             yield name
             continue
-        _prune_one(modules[name], rule)
+        _prune_one(modules[name], rule, hold)
         yield name
 
 
-def _prune_one(module: nn.Module, rule: PruneRule) -> None:
+def _prune_one(module: nn.Module, rule: PruneRule, hold: bool = True) -> None:
+    """Prune one layer with its rule's method (masks held, or weights zeroed in place)."""
     if rule.method == "l1_unstructured":
-        _l1([module], rule.amount)
-    elif rule.method == "random_unstructured":
-        prune.random_unstructured(module, "weight", amount=rule.amount)
+        _install([module], _l1_keep([module], rule.amount), hold)
+        return
+    if rule.method == "random_unstructured":
+        method: prune.BasePruningMethod = prune.RandomUnstructured(rule.amount)
     elif rule.method == "ln_structured":
-        prune.ln_structured(module, "weight", amount=rule.amount, n=rule.norm(), dim=rule.dim)
+        method = prune.LnStructured(rule.amount, n=rule.norm(), dim=rule.dim)
     elif rule.method == "random_structured":
-        prune.random_structured(module, "weight", amount=rule.amount, dim=rule.dim)
+        method = prune.RandomStructured(rule.amount, dim=rule.dim)
     else:  # pragma: no cover - the recipe's Literal type rules this out
         raise ValueError(f"unknown pruning method {rule.method!r}")
+    weight = module.weight.detach()
+    mask = method.compute_mask(weight, default_mask=torch.ones_like(weight))
+    _install([module], [mask.bool()], hold)
 
 
-def _l1(modules: list[nn.Module], amount: int | float) -> None:
-    """Prune the ``amount`` smallest-magnitude weights, per layer when given one module and
-    against one threshold across all of them when given several (global L1).
+def _l1_keep(modules: list[nn.Module], amount: int | float) -> list[torch.Tensor]:
+    """Boolean keep-masks that drop the ``amount`` smallest-magnitude weights: per layer for
+    one module, against one threshold across all of them for several (global L1).
 
     The same masks as torch's L1Unstructured / global_unstructured, which select with
     torch.topk; kthvalue finds the threshold about four times faster on large layers. Among
     weights of exactly equal magnitude at the threshold, which ones go is arbitrary in both.
-    The masks are installed with prune.custom_from_mask, so weight_orig/weight_mask and
-    prune.remove behave exactly as for torch's own methods.
     """
     weights = [m.weight.detach() for m in modules]
     flat = (
@@ -120,20 +129,33 @@ def _l1(modules: list[nn.Module], amount: int | float) -> None:
     )
     count = prune._compute_nparams_toprune(amount, flat.numel())
     prune._validate_pruning_amount(count, flat.numel())
-    keep = torch.ones_like(flat, dtype=torch.bool)
-    if count > 0:
+    if count == 0:
+        keep = torch.ones_like(flat, dtype=torch.bool)
+    else:
         threshold = torch.kthvalue(flat.float(), count).values.to(flat.dtype)
-        below = flat < threshold
-        keep &= ~below
-        missing = count - int(below.sum())
+        keep = flat >= threshold
+        missing = count - (flat.numel() - int(keep.sum()))
         if missing > 0:
             ties = torch.nonzero(flat == threshold).flatten()[:missing]
             keep[ties] = False
-    start = 0
-    for module, weight in zip(modules, weights):
-        part = keep[start : start + weight.numel()].view_as(weight)
+    del flat
+    out, start = [], 0
+    for weight in weights:
+        out.append(keep[start : start + weight.numel()].view_as(weight))
         start += weight.numel()
-        prune.custom_from_mask(module, "weight", part.to(weight.dtype))
+    return out
+
+
+def _install(modules: list[nn.Module], keeps: list[torch.Tensor], hold: bool) -> None:
+    for module, keep in zip(modules, keeps):
+        weight = module.weight
+        if hold:
+            # prune.custom_from_mask: weight_orig/weight_mask and prune.remove behave exactly
+            # as for torch's own methods.
+            prune.custom_from_mask(module, "weight", keep.to(weight.dtype))
+        else:
+            with torch.no_grad():
+                weight.masked_fill_(~keep, 0)
 
 
 def make_permanent(model: nn.Module, names: list[str] | None = None) -> None:

@@ -30,7 +30,7 @@ from core.data import Dataset
 from core.errors import Cancelled, RecipeError
 from core.inventory import PRUNABLE_TYPES, select
 from core.metrics import accuracy, fidelity, run_outputs
-from core.pruning import _prune_one, make_permanent
+from core.pruning import _prune_one
 from core.quantization import _cannot, apply_to_layer
 from core.recipe import PruneRule, Quantize, Recipe
 
@@ -183,8 +183,7 @@ def sweep(
             rule = PruneRule(
                 method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
             )
-            _prune_one(module, rule)
-            make_permanent(work, [name])
+            _prune_one(module, rule, hold=False)
             try:
                 _, value = _metric(run_outputs(work, eval_data), eval_data, reference)
             finally:

@@ -163,18 +163,18 @@ def test_l1_masks_equal_torch_own() -> None:
     from torch import nn
     from torch.nn.utils import prune
 
-    from core.pruning import _l1
+    from core.pruning import _install, _l1_keep
 
     torch.manual_seed(5)
     a = nn.Linear(300, 200)
     b = copy.deepcopy(a)
     prune.l1_unstructured(a, "weight", amount=0.37)
-    _l1([b], 0.37)
+    _install([b], _l1_keep([b], 0.37), hold=True)
     assert torch.equal(a.weight_mask, b.weight_mask)
     group = [nn.Linear(50, 40), nn.Conv2d(4, 6, 3)]
     mine = copy.deepcopy(group)
     prune.global_unstructured([(m, "weight") for m in group], prune.L1Unstructured, amount=0.6)
-    _l1(mine, 0.6)
+    _install(mine, _l1_keep(mine, 0.6), hold=True)
     assert all(torch.equal(x.weight_mask, y.weight_mask) for x, y in zip(group, mine))
 
 
@@ -184,3 +184,26 @@ def test_l1_exact_with_ties() -> None:
         model.fc2.weight.fill_(0.25)  # every weight ties
     _apply(model, [PruneRule(layers=["fc2"], amount=0.3)])
     assert _zeros(model.fc2.weight) == round(0.3 * 1024)
+
+
+@pytest.mark.parametrize(
+    "rule",
+    [
+        PruneRule(method="l1_unstructured", amount=0.4),
+        PruneRule(method="random_unstructured", amount=0.4),
+        PruneRule(method="ln_structured", amount=0.25, n=1, dim=1),
+        PruneRule(method="random_structured", amount=3, dim=0),
+        PruneRule(method="global_unstructured", amount=0.7),
+    ],
+    ids=lambda r: r.method,
+)
+def test_in_place_equals_masked_then_removed(rule) -> None:
+    held, direct = mlp(), mlp()
+    plan = plan_pruning(held, [rule], "r.yaml")
+    torch.manual_seed(11)
+    list(prune_layers(held, plan, hold_masks=True))
+    make_permanent(held)
+    torch.manual_seed(11)
+    list(prune_layers(direct, plan_pruning(direct, [rule], "r.yaml"), hold_masks=False))
+    assert not any(k.endswith(("_orig", "_mask")) for k in direct.state_dict())
+    assert all(torch.equal(held.state_dict()[k], v) for k, v in direct.state_dict().items())
