@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import io
+import itertools
 import time
 from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
@@ -36,8 +37,8 @@ from core.metrics import (
     paired_latency_ms,
     run_outputs,
 )
-from core.pruning import make_permanent, plan_pruning, prune_layers
-from core.quantization import QuantPlan, check_machine, describe, plan_quantization, quantize_layers
+from core.pruning import Pruner, make_permanent, plan_pruning
+from core.quantization import QuantPlan, apply_to_layer, check_machine, describe, plan_quantization
 from core.recipe import Recipe
 
 REPORT_VERSION = 1
@@ -80,15 +81,24 @@ def run(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None =
             on_event(event)
 
 
-def copy_model(model: nn.Module) -> nn.Module:
-    """A deep copy that shares no storage with ``model`` (TorchScript via save/load)."""
+def copy_model(model: nn.Module, share: bool = False) -> nn.Module:
+    """A copy of ``model``: new module objects; with ``share`` the parameters and buffers
+    are the original's own tensors (the caller must then never change a tensor in place),
+    otherwise a deep copy that shares no storage (TorchScript via save/load)."""
     if isinstance(model, torch.jit.ScriptModule):
         buf = io.BytesIO()
         with compat.quiet():
             torch.jit.save(model, buf)
             buf.seek(0)
             return torch.jit.load(buf)
+    if share:
+        memo = {id(t): t for t in itertools.chain(model.parameters(), model.buffers())}
+        return copy.deepcopy(model, memo)
     return copy.deepcopy(model)
+
+
+def _sparsity(model: nn.Module, name: str) -> float | None:
+    return layer_sparsities(model.get_submodule(name)).get("")
 
 
 def compress(
@@ -160,8 +170,11 @@ def compress(
 
     # --- before
     t0 = time.perf_counter()
+    streaming = recipe.finetune is None
     yield tick("copy", "copying the model (the original is never modified)")
-    model = copy_model(original)
+    # Without fine-tuning nothing changes a tensor in place, so the working copy can share
+    # the original's tensors: only what is pruned or quantized takes new memory.
+    model = copy_model(original, share=streaming)
     model.eval()
     before_stats = model_stats(original, cache=True)
     before_sparsity = before_stats.sparsity
@@ -181,29 +194,55 @@ def compress(
         before.update(latency_ms=None, accuracy=None)
     timings["metrics"] += time.perf_counter() - t0
 
-    # --- prune (masks held until after fine-tuning)
-    t0 = time.perf_counter()
-    gen = prune_layers(model, prune_plan, hold_masks=recipe.finetune is not None)
-    while True:
-        if should_stop():
-            raise Cancelled()
-        try:
-            name = next(gen)
-        except StopIteration:
-            break
-        rule = prune_plan[name].rule
-        if recipe.finetune is None and rule.permanent:
-            # Nothing needs the mask any more: fold it now, so memory stays at one copy.
-            make_permanent(model, [name])
-        yield tick(
-            "prune",
-            f"pruned {name} ({rule.method}, {rule.amount})",
-            layer={
-                "name": name,
-                "sparsity_after": layer_sparsities(model.get_submodule(name)).get(""),
-            },
-        )
-    timings["prune"] = time.perf_counter() - t0
+    # --- prune, fine-tune, quantize
+    if streaming:
+        # No fine-tune: each layer is pruned and quantized in turn, so at most one layer's
+        # float result exists beside the original at any time.
+        quant_set = set(quant_plan.layers)
+        pruner = Pruner(model, prune_plan, hold_masks=False)
+        q = recipe.quantize
+        label = describe(q) if q is not None else None
+        order = [n for n, _ in original.named_modules() if n in prune_plan or n in quant_set]
+        folded = []
+        for name in order:
+            if name in prune_plan:
+                t0 = time.perf_counter()
+                rule = prune_plan[name].rule
+                fold = name in quant_set and not rule.permanent
+                if fold:
+                    folded.append(name)
+                pruner.apply(name, force_fold=fold)
+                timings["prune"] += time.perf_counter() - t0
+                yield tick(
+                    "prune",
+                    f"pruned {name} ({rule.method}, {rule.amount})",
+                    layer={"name": name, "sparsity_after": _sparsity(model, name)},
+                )
+            if name in quant_set and q is not None:
+                t0 = time.perf_counter()
+                apply_to_layer(model, model.get_submodule(name), name, q)
+                timings["quantize"] += time.perf_counter() - t0
+                yield tick(
+                    "quantize",
+                    f"quantized {name} ({label})",
+                    layer={"name": name, "quantization": label},
+                )
+        if folded:
+            notes.append(f"masks folded before quantizing: {', '.join(folded)}")
+    else:
+        t0 = time.perf_counter()
+        pruner = Pruner(model, prune_plan, hold_masks=True)
+        for name in prune_plan:
+            if should_stop():
+                raise Cancelled()
+            pruner.apply(name)
+            rule = prune_plan[name].rule
+            yield tick(
+                "prune",
+                f"pruned {name} ({rule.method}, {rule.amount}), mask held for fine-tuning",
+                layer={"name": name, "sparsity_after": _sparsity(model, name)},
+            )
+        timings["prune"] = time.perf_counter() - t0
 
     # --- fine-tune
     finetune_report = None
@@ -224,33 +263,28 @@ def compress(
         }
         timings["finetune"] = time.perf_counter() - t0
 
-    # --- make pruning permanent (always for layers about to be quantized)
-    keep_masks = {n for n, p in prune_plan.items() if not p.rule.permanent}
-    to_quantize = set(quant_plan.layers)
-    forced = sorted(keep_masks & to_quantize)
-    if forced:
-        notes.append(f"masks folded before quantizing: {', '.join(forced)}")
-    make_permanent(model, [n for n in prune_plan if n not in keep_masks or n in to_quantize])
-
-    # --- quantize
-    t0 = time.perf_counter()
-    if recipe.quantize is not None and n_quant:
-        q = recipe.quantize
-        label = describe(q)
-        gen = quantize_layers(model, q, quant_plan)
-        while True:
-            if should_stop():
-                raise Cancelled()
-            try:
-                name = next(gen)
-            except StopIteration:
-                break
-            yield tick(
-                "quantize",
-                f"quantized {name} ({label})",
-                layer={"name": name, "quantization": label},
-            )
-    timings["quantize"] = time.perf_counter() - t0
+    if not streaming:
+        # make pruning permanent (always for layers about to be quantized), then quantize
+        keep_masks = {n for n, p in prune_plan.items() if not p.rule.permanent}
+        to_quantize = set(quant_plan.layers)
+        forced = sorted(keep_masks & to_quantize)
+        if forced:
+            notes.append(f"masks folded before quantizing: {', '.join(forced)}")
+        make_permanent(model, [n for n in prune_plan if n not in keep_masks or n in to_quantize])
+        t0 = time.perf_counter()
+        if recipe.quantize is not None and n_quant:
+            q = recipe.quantize
+            label = describe(q)
+            for name in quant_plan.layers:
+                if should_stop():
+                    raise Cancelled()
+                apply_to_layer(model, model.get_submodule(name), name, q)
+                yield tick(
+                    "quantize",
+                    f"quantized {name} ({label})",
+                    layer={"name": name, "quantization": label},
+                )
+        timings["quantize"] = time.perf_counter() - t0
 
     # --- after
     t0 = time.perf_counter()
@@ -273,8 +307,6 @@ def compress(
         before["latency_ms"], after["latency_ms"] = paired_latency_ms(
             original, model, lat_args, lat_kwargs, should_stop=should_stop
         )
-        if should_stop():
-            raise Cancelled()
     else:
         after.update(latency_ms=None, accuracy=None)
     timings["metrics"] += time.perf_counter() - t0

@@ -319,34 +319,40 @@ def _from_state_dict(state: dict[str, torch.Tensor], path: Path, arch: str | Non
         )
     notes: list[str] = []
     sidecar = sidecar_path(path)
-    plain = not sidecar.exists() and not any(k.endswith("_mask") for k in state)
-    if plain:
-        fast = _load_on_meta(arch, state, name)
+    if sidecar.exists():
+        notes.append(f"rebuilt quantized layers from {sidecar.name}")
+    if not any(k.endswith("_mask") for k in state):
+        fast = _load_on_meta(arch, state, sidecar if sidecar.exists() else None)
         if fast is not None:
             return LoadedModel(fast.eval(), str(path), "state_dict", path, arch, notes)
     model = build_arch(arch)
     if sidecar.exists():
-        notes.append(f"rebuilt quantized layers from {sidecar.name}")
         _apply_sidecar(model, sidecar)
     _restore_masks(model, state)
     load_state_strict(model, state, name)
     return LoadedModel(model.eval(), str(path), "state_dict", path, arch, notes)
 
 
-def _load_on_meta(arch: str, state: dict[str, Any], name: str) -> nn.Module | None:
+def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.Module | None:
     """Build the architecture without allocating weights and adopt the loaded tensors.
 
     Halves the peak memory of opening a large state dict (no random init to overwrite).
-    Returns None when the architecture does not build on the meta device or leaves a
-    tensor uninitialised (a buffer not in the state dict); the caller then builds normally.
+    Quantized layers named by a sidecar are materialised one at a time, quantized, and
+    then take their integer weights from the file. Returns None when the architecture does
+    not build on the meta device or leaves a tensor uninitialised (a buffer not in the
+    state dict); the caller then builds normally and reports any mismatch in full.
     """
     func = resolve_arch(arch)
     try:
         with torch.device("meta"):
             model = func()
+        if not isinstance(model, nn.Module):
+            return None
+        if sidecar is not None:
+            for layer, module, quant in _sidecar_layers(model, sidecar):
+                module.to_empty(device="cpu", recurse=False)
+                _apply_quant(model, module, layer, quant)
     except Exception:
-        return None
-    if not isinstance(model, nn.Module):
         return None
     own = model.state_dict()
     if set(own) != set(state) or any(
@@ -364,8 +370,7 @@ def _load_on_meta(arch: str, state: dict[str, Any], name: str) -> nn.Module | No
     return model
 
 
-def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
-    from core.quantization import apply_to_layer
+def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Any]]:
     from core.recipe import Quantize
 
     try:
@@ -377,10 +382,23 @@ def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
             f"{sidecar.name}: damaged Secateur sidecar ({first_line(exc)})"
         ) from None
     modules = dict(model.named_modules())
+    out = []
     for layer in layers:
         if layer not in modules:
             raise ModelLoadError(f"{sidecar.name}: names layer {layer!r}, which the model lacks")
-        apply_to_layer(model, modules[layer], layer, quant)
+        out.append((layer, modules[layer], quant))
+    return out
+
+
+def _apply_quant(model: nn.Module, module: nn.Module, layer: str, quant: Any) -> None:
+    from core.quantization import apply_to_layer
+
+    apply_to_layer(model, module, layer, quant)
+
+
+def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
+    for layer, module, quant in _sidecar_layers(model, sidecar):
+        _apply_quant(model, module, layer, quant)
 
 
 def _restore_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from core.data import Dataset
-from core.errors import DataError, first_line
+from core.errors import Cancelled, DataError, first_line
 from core.inventory import layer_weight, quantization_of
 
 EVAL_BATCH = 256
@@ -277,7 +277,7 @@ def paired_latency_ms(
             len(times[0]) < max_runs and time.perf_counter() - start < budget_s
         ):
             if should_stop is not None and should_stop():
-                break
+                raise Cancelled()
             for model, bucket in zip(models, times):
                 for _ in range(3):
                     t0 = time.perf_counter()

@@ -68,30 +68,45 @@ def _check_amount(module: nn.Module, rule: PruneRule, where: str, name: str) -> 
         )
 
 
+class Pruner:
+    """Applies a pruning plan one layer at a time (global groups are decided together when
+    their first layer comes up, then installed layer by layer).
+
+    With ``hold_masks`` the masks are installed as torch.nn.utils.prune reparametrisations
+    (weight_orig + weight_mask, for fine-tuning or saving with masks); without, each pruned
+    weight is replaced by a new zeroed tensor and nothing else is kept. Weights are never
+    changed in place, so a model whose tensors are shared with another is safe to prune.
+    Rules with ``permanent: false`` always hold their masks.
+    """
+
+    def __init__(self, model: nn.Module, plan: dict[str, LayerPrune], hold_masks: bool) -> None:
+        self.model = model
+        self.plan = plan
+        self.hold_masks = hold_masks
+        self._pending: dict[str, torch.Tensor] = {}
+
+    def apply(self, name: str, force_fold: bool = False) -> None:
+        item = self.plan[name]
+        rule = item.rule
+        hold = (self.hold_masks or not rule.permanent) and not force_fold
+        module = self.model.get_submodule(name)
+        if rule.method != "global_unstructured":
+            _prune_one(module, rule, hold)
+            return
+        if name not in self._pending:
+            group = [n for n, p in self.plan.items() if p.rule_index == item.rule_index]
+            keeps = _l1_keep([self.model.get_submodule(n) for n in group], rule.amount)
+            self._pending.update(zip(group, keeps))
+        _install([module], [self._pending.pop(name)], hold)
+
+
 def prune_layers(
     model: nn.Module, plan: dict[str, LayerPrune], hold_masks: bool = True
 ) -> Iterator[str]:
-    """Apply the plan, yielding each layer's name when it is done.
-
-    With ``hold_masks`` the masks are installed as torch.nn.utils.prune reparametrisations
-    (weight_orig + weight_mask, for fine-tuning or saving with masks); without, weights are
-    zeroed in place, which needs no extra copy of the layer (rules with permanent: false
-    always hold their masks). Global groups are pruned at once when their first layer comes
-    up. The caller checks for cancellation between yields.
-    """
-    modules = dict(model.named_modules())
-    done_groups: set[int] = set()
-    for name, item in plan.items():
-        rule = item.rule
-        hold = hold_masks or not rule.permanent
-        if rule.method == "global_unstructured":
-            if item.rule_index not in done_groups:
-                group = [modules[n] for n, p in plan.items() if p.rule_index == item.rule_index]
-                _install(group, _l1_keep(group, rule.amount), hold)
-                done_groups.add(item.rule_index)
-            yield name
-            continue
-        _prune_one(modules[name], rule, hold)
+    """Apply the whole plan, yielding each layer's name when it is done (see Pruner)."""
+    pruner = Pruner(model, plan, hold_masks)
+    for name in plan:
+        pruner.apply(name)
         yield name
 
 
@@ -154,8 +169,8 @@ def _install(modules: list[nn.Module], keeps: list[torch.Tensor], hold: bool) ->
             # as for torch's own methods.
             prune.custom_from_mask(module, "weight", keep.to(weight.dtype))
         else:
-            with torch.no_grad():
-                weight.masked_fill_(~keep, 0)
+            zeroed = weight.detach().masked_fill(~keep, 0)
+            module.weight = nn.Parameter(zeroed, requires_grad=weight.requires_grad)
 
 
 def make_permanent(model: nn.Module, names: list[str] | None = None) -> None:
