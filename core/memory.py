@@ -57,11 +57,9 @@ def estimate(model: nn.Module, recipe: Recipe, available: int | None = None) -> 
         if isinstance(weight, torch.Tensor):
             largest = max(largest, weight.numel() * weight.element_size())
     per_layer = 4 * largest if recipe.prune or recipe.quantize else 0
-    if recipe.finetune is None:
-        # the working copy shares the original's tensors; each changed layer gets its own
-        peak = 2 * size + per_layer
-    else:
-        # a full copy, plus gradients and two Adam moments while training
-        peak = 2 * size + 3 * size + per_layer
+    # Without fine-tuning the working copy shares the original's tensors and each changed
+    # layer gets its own; fine-tuning needs a full copy plus gradients and two Adam moments.
+    training = 3 * size if recipe.finetune is not None else 0
+    peak = 2 * size + per_layer + training
     free = psutil.virtual_memory().available if available is None else available
     return MemoryEstimate(size, peak, free)
