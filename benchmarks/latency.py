@@ -1,0 +1,191 @@
+"""Figure 2, latency after compression: compressed / original forward time at batch 1 and
+batch 32, for every scheme, backend and granularity, on a Linear-heavy MLP and on a
+ResNet-like conv net.
+
+The two models run alternately on the same input (``core.metrics.paired_latency_ms``, the
+function the engine itself uses), under torch.inference_mode, same thread count; medians.
+A second column shows what the user is told: the engine's own report at batch 1 (its
+before/after latency ratio) and whether it printed the "slower on this machine" note.
+
+    python benchmarks/latency.py [--tiny]
+"""
+
+from __future__ import annotations
+
+if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import argparse
+from typing import Any
+
+import torch
+
+from benchmarks.common import (
+    SCHEMES,
+    Figure,
+    Scheme,
+    Target,
+    compress_quiet,
+    conv_net,
+    mlp,
+    parameters,
+)
+from core.metrics import paired_latency_ms
+
+SLOWER = 1.05  # the engine's own threshold for saying "slower on this machine"
+BATCHES = (1, 32)
+
+
+def models(tiny: bool) -> list[tuple[str, Any, tuple[int, ...], tuple[str, ...]]]:
+    """(name, model, one sample's input shape, the layer types the float casts cover)."""
+    if tiny:
+        return [
+            ("MLP 32-64-64-32", mlp((32, 64, 64, 32)), (32,), ("Linear",)),
+            ("ResNet-like conv net", conv_net((8, 16), 1), (3, 16, 16), ("Conv2d", "Linear")),
+        ]
+    return [
+        ("MLP 1024-4096-4096-1024", mlp(), (1024,), ("Linear",)),
+        ("ResNet-like conv net, 3x32x32", conv_net(), (3, 32, 32), ("Conv2d", "Linear")),
+    ]
+
+
+def measure_case(
+    model: Any,
+    sample: tuple[int, ...],
+    types: tuple[str, ...],
+    scheme: Scheme,
+    batches: tuple[int, ...],
+    budget_s: float,
+    min_runs: int,
+    engine_view: bool = True,
+) -> dict[str, Any]:
+    """Compress once, then time original vs compressed alternately at each batch size.
+
+    With ``engine_view`` the compression measures its own metrics at batch 1, as the CLI
+    and the window do: its latency ratio and whether it said "slower" are returned too."""
+    gen = torch.Generator().manual_seed(0)
+    result = compress_quiet(
+        model,
+        scheme.recipe(types),
+        input_shape=(1, *sample),
+        latency_batch=1,
+        skip_metrics=not engine_view,
+    )
+    report = result.report
+    lb, la = report["before"]["latency_ms"], report["after"]["latency_ms"]
+    out: dict[str, Any] = {
+        "engine_ratio": la / lb if lb and la else None,
+        "said_slower": any("slower on this machine" in n for n in report["notes"])
+        if engine_view
+        else None,
+        "quantized_layers": sum(1 for row in report["layers"] if row.get("quantization")),
+    }
+    for batch in batches:
+        x = torch.randn((batch, *sample), generator=gen)
+        before, after = paired_latency_ms(
+            model, result.model, (x,), {}, min_runs=min_runs, budget_s=budget_s
+        )
+        out[f"b{batch}"] = (before, after, after / before)
+    del result
+    return out
+
+
+def figures(tiny: bool = False) -> list[Figure]:
+    budget, min_runs = (0.005, 1) if tiny else (2.0, 15)
+    threads = torch.get_num_threads()
+    figs = []
+    for index, (name, model, sample, types) in enumerate(models(tiny)):
+        fig = Figure(
+            key=f"latency_{index}",
+            title=f"2{'ab'[index]}. Latency after compression: {name}",
+            columns=[
+                "scheme",
+                "layers quantized",
+                "batch 1: original ms",
+                "batch 1: compressed ms",
+                "batch 1 ratio",
+                "batch 32: original ms",
+                "batch 32: compressed ms",
+                "batch 32 ratio",
+                "engine report, batch 1",
+                "engine says slower",
+            ],
+            ratios=["batch 1 ratio", "batch 32 ratio", "engine report, batch 1"],
+            formats={
+                "batch 1: original ms": ".3f",
+                "batch 1: compressed ms": ".3f",
+                "batch 32: original ms": ".2f",
+                "batch 32: compressed ms": ".2f",
+            },
+            intro=(
+                f"{parameters(model):,} parameters; input {'x'.join(map(str, sample))} per "
+                f"sample; {threads} threads. Ratio = compressed / original forward time "
+                "(below 1 is faster); **SLOWER** marks a ratio above "
+                f"{SLOWER:.2f}. int8 schemes quantize nn.Linear only; fp16/bf16 cast "
+                f"{' and '.join(types)} (inputs cast in, outputs cast back)."
+            ),
+        )
+        for scheme in SCHEMES:
+            # A tiny run checks the engine's own report for one scheme only (it spends up
+            # to a second on latency).
+            engine_view = not tiny or scheme == SCHEMES[0]
+            r = measure_case(model, sample, types, scheme, BATCHES, budget, min_runs, engine_view)
+
+            def mark(ratio: float) -> str:
+                return f"{ratio:.3f}" + (" **SLOWER**" if ratio > SLOWER else "")
+
+            row: dict[str, Any] = {
+                "scheme": scheme.label,
+                "layers quantized": r["quantized_layers"],
+                "engine report, batch 1": r["engine_ratio"],
+                "engine says slower": r["said_slower"],
+            }
+            for batch in BATCHES:
+                before, after, ratio = r[f"b{batch}"]
+                row[f"batch {batch}: original ms"] = before
+                row[f"batch {batch}: compressed ms"] = after
+                row[f"batch {batch} ratio"] = ratio
+            fig.add(marks={f"batch {b} ratio": mark(r[f"b{b}"][2]) for b in BATCHES}, **row)
+        fig.notes.append(
+            f"paired measurement: at least {min_runs} runs per side (in blocks of 3, "
+            f"alternating) within a {budget:.1f} s budget per batch size, after warm-up; "
+            "medians. The engine-report column is an independent run of "
+            "`compress(..., input_shape=(1, ...))`, as the CLI and the window show it."
+        )
+        slower = [
+            f"{row['scheme']} at batch {b}"
+            for row in fig.rows
+            for b in BATCHES
+            if row[f"batch {b} ratio"] > SLOWER
+        ]
+        unsaid = [
+            row["scheme"]
+            for row in fig.rows
+            if row["batch 1 ratio"] > SLOWER and row["engine says slower"] is False
+        ]
+        fig.targets.append(
+            Target(
+                f"latency, {name}: slower cases are named",
+                "the CLI/window say so where a scheme is slower",
+                f"{len(slower)} of {2 * len(fig.rows)} cases slower; "
+                + (f"not said for: {', '.join(unsaid)}" if unsaid else "each one said at batch 1"),
+                not unsaid,
+            )
+        )
+        figs.append(fig)
+    return figs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tiny", action="store_true")
+    args = parser.parse_args()
+    for fig in figures(args.tiny):
+        print(fig.markdown())
+
+
+if __name__ == "__main__":
+    main()
