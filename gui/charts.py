@@ -1,0 +1,410 @@
+"""pyqtgraph charts: per-layer sparsity before vs after, and the before/after metrics.
+
+Each chart builds its plot items once and updates them with ``setOpts``/``setText``; nothing
+is re-created when a run finishes. ``values()`` reads back exactly what is drawn (tests check
+it against the report).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtCore import QPointF, Qt, Signal, Slot
+from PySide6.QtGui import QColor, QCursor, QFont, QFontMetrics, QPalette
+from PySide6.QtWidgets import (
+    QApplication,
+    QFrame,
+    QHBoxLayout,
+    QLabel,
+    QSizePolicy,
+    QToolButton,
+    QToolTip,
+    QVBoxLayout,
+    QWidget,
+)
+
+BEFORE_COLOR = QColor(150, 160, 175)
+AFTER_COLOR = QColor(33, 118, 204)
+BETTER_COLOR = QColor(46, 139, 87)
+WORSE_COLOR = QColor(214, 110, 40)
+HIGHLIGHT_COLOR = QColor(255, 196, 0, 70)
+MIN_ROWS = 8  # a model with few layers gets bars of the same thickness, not fat ones
+VISIBLE_ROWS = 28  # rows shown at once in the sparsity chart; the wheel scrolls the rest
+MAX_LABELLED_ROWS = 80  # bar-end value labels only up to this many layers
+RATIO_CAP = 2.0  # metrics chart: taller after/before bars are cut here (the label says how tall)
+
+
+def _palette_colors() -> tuple[QColor, QColor]:
+    palette = QApplication.palette()
+    return palette.color(QPalette.ColorRole.Base), palette.color(QPalette.ColorRole.Text)
+
+
+def elide_middle(text: str, width: int, metrics: QFontMetrics) -> str:
+    return metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, width)
+
+
+class _PercentAxis(pg.AxisItem):
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [f"{100 * v:.0f}%" for v in values]
+
+
+class _RatioAxis(pg.AxisItem):
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
+        return [f"{v:g}\u00d7" for v in values]
+
+
+def _legend_swatch(color: QColor, text: str, parent: QWidget) -> QWidget:
+    box = QWidget(parent)
+    layout = QHBoxLayout(box)
+    layout.setContentsMargins(0, 0, 0, 0)
+    layout.setSpacing(4)
+    swatch = QFrame(box)
+    swatch.setFixedSize(12, 12)
+    swatch.setStyleSheet(
+        f"background: {color.name()}; border: 1px solid {color.darker(130).name()};"
+    )
+    layout.addWidget(swatch)
+    layout.addWidget(QLabel(text, box))
+    return box
+
+
+class _ChartFrame(QWidget):
+    """A title row (title, legend, Save PNG button) above a pyqtgraph PlotWidget."""
+
+    saveRequested = Signal()
+
+    def __init__(self, title: str, legend: Sequence[tuple[QColor, str]], parent: QWidget | None):
+        super().__init__(parent)
+        base, text = _palette_colors()
+        self.title = QLabel(title, self)
+        font = self.title.font()
+        font.setBold(True)
+        self.title.setFont(font)
+        self.save_button = QToolButton(self)
+        self.save_button.setText("Save PNG\u2026")
+        self.save_button.setToolTip("Save this chart as a PNG image")
+        self.save_button.setAutoRaise(True)
+        self.save_button.clicked.connect(self.saveRequested)
+        header = QHBoxLayout()
+        header.setContentsMargins(4, 0, 0, 0)
+        header.setSpacing(12)
+        header.addWidget(self.title)
+        for color, label in legend:
+            header.addWidget(_legend_swatch(color, label, self))
+        header.addStretch(1)
+        header.addWidget(self.save_button)
+        self.plot_widget = self._make_plot(base, text)
+        self.plot_widget.setBackground(base)
+        self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(2)
+        layout.addLayout(header)
+        layout.addWidget(self.plot_widget, 1)
+
+    def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
+        raise NotImplementedError
+
+    def image(self) -> Any:
+        """The plot as a QPixmap, at the size it is shown."""
+        return self.plot_widget.grab()
+
+
+@dataclass
+class SparsityRow:
+    """One layer in the sparsity chart."""
+
+    name: str
+    type: str
+    before: float
+    after: float | None
+    detail: str = ""
+
+
+class SparsityChart(_ChartFrame):
+    """Horizontal grouped bars: each layer's sparsity before (grey) and after (blue).
+
+    Layer names read left of the bars; hovering a bar tells its numbers; clicking one emits
+    ``layerClicked``; ``highlight(name)`` marks the layer selected in the tree.
+    """
+
+    layerClicked = Signal(str)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(
+            "Sparsity per layer",
+            [(BEFORE_COLOR, "before"), (AFTER_COLOR, "after")],
+            parent,
+        )
+        self._rows: list[SparsityRow] = []
+        self._highlighted: str | None = None
+        self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
+        self.plot_widget.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+
+    def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
+        self._axis_left = pg.AxisItem("left")
+        self._axis_bottom = _PercentAxis("bottom")
+        widget = pg.PlotWidget(axisItems={"left": self._axis_left, "bottom": self._axis_bottom})
+        item = widget.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.showGrid(x=True, y=False, alpha=0.25)
+        for axis in (self._axis_left, self._axis_bottom):
+            axis.setPen(pg.mkPen(text))
+            axis.setTextPen(pg.mkPen(text))
+        self._axis_bottom.setLabel("zero weights", color=text.name())
+        self._axis_left.setStyle(tickLength=0)
+        view = item.getViewBox()
+        view.invertY(True)
+        view.setMouseEnabled(x=False, y=True)
+        view.setXRange(0, 1.0, padding=0.03)
+        empty = np.zeros(0)
+        self._highlight = pg.BarGraphItem(
+            x0=empty, y=empty, width=empty, height=0.96, brush=HIGHLIGHT_COLOR, pen=None
+        )
+        self._before = pg.BarGraphItem(
+            x0=empty, y=empty, width=empty, height=0.36, brush=BEFORE_COLOR, pen=None
+        )
+        self._after = pg.BarGraphItem(
+            x0=empty, y=empty, width=empty, height=0.36, brush=AFTER_COLOR, pen=None
+        )
+        for bar in (self._highlight, self._before, self._after):
+            widget.addItem(bar)
+        self._labels: list[pg.TextItem] = []
+        self._label_color = text
+        self._empty_text = pg.TextItem(
+            "Open a model to see its layers", color=text, anchor=(0.5, 0.5)
+        )
+        widget.addItem(self._empty_text)
+        self._empty_text.setPos(0.5, 0.5)
+        return widget
+
+    # ---------------------------------------------------------------- updates
+    def set_rows(self, rows: Sequence[SparsityRow]) -> None:
+        """Show these layers; ``after`` None means no run yet."""
+        self._rows = list(rows)
+        n = len(self._rows)
+        y = np.arange(n, dtype=float)
+        before = np.array([r.before for r in self._rows], dtype=float)
+        after = np.array([r.after if r.after is not None else 0.0 for r in self._rows], dtype=float)
+        zeros = np.zeros(n)
+        self._before.setOpts(x0=zeros, y=y - 0.19, width=before)
+        self._after.setOpts(x0=zeros, y=y + 0.19, width=after)
+        self._update_axis()
+        self._update_labels(after)
+        self._empty_text.setVisible(n == 0)
+        view = self.plot_widget.getPlotItem().getViewBox()
+        view.setLimits(yMin=-0.8, yMax=max(n, MIN_ROWS) - 0.2)
+        view.setYRange(-0.6, min(max(n, MIN_ROWS), VISIBLE_ROWS) - 0.4, padding=0)
+        self.highlight(self._highlighted)
+
+    def _update_axis(self) -> None:
+        metrics = QFontMetrics(self._axis_left.style.get("tickFont") or QFont())
+        names = [elide_middle(r.name, 220, metrics) for r in self._rows]
+        self._axis_left.setTicks([[(i, name) for i, name in enumerate(names)], []])
+        widest = max((metrics.horizontalAdvance(n) for n in names), default=40)
+        self._axis_left.setWidth(min(widest + 14, 240))
+
+    def _update_labels(self, after: np.ndarray) -> None:
+        """Value labels at the end of the after bars (pooled: created only when growing)."""
+        n = len(self._rows) if len(self._rows) <= MAX_LABELLED_ROWS else 0
+        while len(self._labels) < n:
+            label = pg.TextItem("", color=self._label_color, anchor=(0, 0.5))
+            self.plot_widget.addItem(label)
+            self._labels.append(label)
+        for i, label in enumerate(self._labels):
+            row = self._rows[i] if i < n else None
+            if row is None or row.after is None:
+                label.setVisible(False)
+                continue
+            value = float(after[i])
+            label.setText(f"{100 * value:.1f}%")
+            label.setPos(min(value, 0.86) + 0.01, i + 0.19)
+            label.setVisible(True)
+
+    def highlight(self, name: str | None) -> None:
+        """Mark the row of ``name`` (the tree's current layer); None clears the mark."""
+        self._highlighted = name
+        index = self.row_of(name) if name is not None else None
+        if index is None:
+            empty = np.zeros(0)
+            self._highlight.setOpts(x0=empty, y=empty, width=empty)
+            return
+        self._highlight.setOpts(
+            x0=np.array([-0.02]), y=np.array([float(index)]), width=np.array([1.04])
+        )
+        view = self.plot_widget.getPlotItem().getViewBox()
+        top, bottom = view.viewRange()[1]
+        if not top <= index <= bottom:
+            span = bottom - top
+            view.setYRange(index - span / 2, index + span / 2, padding=0)
+
+    def row_of(self, name: str | None) -> int | None:
+        for i, row in enumerate(self._rows):
+            if row.name == name:
+                return i
+        return None
+
+    def values(self) -> tuple[list[str], list[float], list[float]]:
+        """(names, before widths, after widths) exactly as drawn."""
+        names = [r.name for r in self._rows]
+        before = [float(v) for v in np.asarray(self._before.opts["width"])]
+        after = [float(v) for v in np.asarray(self._after.opts["width"])]
+        return names, before, after
+
+    # ------------------------------------------------------------ interaction
+    def _row_at(self, scene_pos: QPointF) -> int | None:
+        view = self.plot_widget.getPlotItem().getViewBox()
+        if not view.sceneBoundingRect().contains(scene_pos):
+            return None
+        point = view.mapSceneToView(scene_pos)
+        index = round(point.y())
+        if 0 <= index < len(self._rows) and abs(point.y() - index) <= 0.45:
+            return index
+        return None
+
+    def tooltip_for(self, index: int) -> str:
+        row = self._rows[index]
+        after = "not run yet" if row.after is None else f"{100 * row.after:.1f}%"
+        text = f"{row.name} ({row.type})\nsparsity before {100 * row.before:.1f}%, after {after}"
+        return f"{text}\n{row.detail}" if row.detail else text
+
+    @Slot(object)
+    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
+        index = self._row_at(scene_pos)
+        if index is None:
+            QToolTip.hideText()
+            return
+        QToolTip.showText(QCursor.pos(), self.tooltip_for(index), self.plot_widget)
+
+    @Slot(object)
+    def _on_mouse_clicked(self, event: Any) -> None:
+        if event.button() != Qt.MouseButton.LeftButton:
+            return
+        index = self._row_at(event.scenePos())
+        if index is not None:
+            self.layerClicked.emit(self._rows[index].name)
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    key: str
+    label: str
+    lower_is_better: bool
+
+
+METRICS = (
+    MetricSpec("state_dict_bytes", "Size", True),
+    MetricSpec("parameters", "Params", True),
+    MetricSpec("nonzero_parameters", "Non-zero", True),
+    MetricSpec("latency_ms", "Latency", True),
+    MetricSpec("accuracy", "Accuracy", False),
+    MetricSpec("cosine_similarity", "Fidelity", False),
+)
+
+
+def metric_ratios(report: Mapping[str, Any] | None) -> list[float | None]:
+    """after / before per METRICS entry (fidelity: the cosine similarity itself)."""
+    if not report:
+        return [None] * len(METRICS)
+    before, after = report.get("before", {}), report.get("after", {})
+    out: list[float | None] = []
+    for spec in METRICS:
+        if spec.key == "cosine_similarity":
+            value = (report.get("fidelity") or {}).get("cosine_similarity")
+            out.append(float(value) if isinstance(value, int | float) else None)
+            continue
+        b, a = before.get(spec.key), after.get(spec.key)
+        ok = isinstance(a, int | float) and isinstance(b, int | float) and b
+        out.append(float(a) / float(b) if ok else None)
+    return out
+
+
+class MetricsChart(_ChartFrame):
+    """Grouped bars of after/before per metric (before is 1 by definition)."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(
+            "After vs before",
+            [
+                (BEFORE_COLOR, "before = 1"),
+                (BETTER_COLOR, "after, better"),
+                (WORSE_COLOR, "after, worse"),
+            ],
+            parent,
+        )
+        self._ratios: list[float | None] = [None] * len(METRICS)
+
+    def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
+        self._axis_left = _RatioAxis("left")
+        self._axis_bottom = pg.AxisItem("bottom")
+        widget = pg.PlotWidget(axisItems={"left": self._axis_left, "bottom": self._axis_bottom})
+        item = widget.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.showGrid(x=False, y=True, alpha=0.25)
+        for axis in (self._axis_left, self._axis_bottom):
+            axis.setPen(pg.mkPen(text))
+            axis.setTextPen(pg.mkPen(text))
+        self._axis_bottom.setTicks([[(i, m.label) for i, m in enumerate(METRICS)], []])
+        self._axis_bottom.setStyle(tickLength=0)
+        view = item.getViewBox()
+        view.setMouseEnabled(x=False, y=False)
+        n = len(METRICS)
+        x = np.arange(n, dtype=float)
+        self._before = pg.BarGraphItem(
+            x=x - 0.19, height=np.zeros(n), width=0.36, brush=BEFORE_COLOR, pen=None
+        )
+        self._after = pg.BarGraphItem(
+            x=x + 0.19, height=np.zeros(n), width=0.36, brush=AFTER_COLOR, pen=None
+        )
+        widget.addItem(self._before)
+        widget.addItem(self._after)
+        widget.addItem(
+            pg.InfiniteLine(pos=1.0, angle=0, pen=pg.mkPen(text, style=Qt.PenStyle.DashLine))
+        )
+        self._labels = []
+        for i in range(n):
+            label = pg.TextItem("", color=text, anchor=(0.5, 1.0))
+            label.setPos(i + 0.19, 0)
+            widget.addItem(label)
+            self._labels.append(label)
+        view.setXRange(-0.6, n - 0.4, padding=0)
+        view.setYRange(0, 1.25, padding=0)
+        return widget
+
+    def set_report(self, report: Mapping[str, Any] | None) -> None:
+        ratios = metric_ratios(report)
+        self._ratios = ratios
+        n = len(METRICS)
+        has_run = report is not None
+        heights = np.array([r if r is not None else 0.0 for r in ratios], dtype=float)
+        brushes = []
+        for spec, ratio in zip(METRICS, ratios):
+            worse = ratio is not None and (
+                ratio > 1.0005 if spec.lower_is_better else ratio < 0.995
+            )
+            brushes.append(WORSE_COLOR if worse else BETTER_COLOR)
+        self._before.setOpts(height=np.ones(n) if has_run else np.zeros(n))
+        self._after.setOpts(height=heights, brushes=brushes)
+        for i, (label, ratio) in enumerate(zip(self._labels, ratios)):
+            if not has_run:
+                label.setText("")
+            elif ratio is None:
+                label.setText("n/a")
+                label.setPos(i + 0.19, 0.02)
+            elif ratio > RATIO_CAP:  # the bar runs off the top; the label keeps the value
+                label.setText(f"{ratio:.2f}\u00d7 \u2191")
+                label.setPos(i + 0.19, RATIO_CAP * 1.02)
+            else:
+                label.setText(f"{ratio:.2f}\u00d7")
+                label.setPos(i + 0.19, ratio + 0.02)
+        top = min(max([1.0, *[r for r in ratios if r is not None]]), RATIO_CAP)
+        self.plot_widget.getPlotItem().getViewBox().setYRange(0, top * 1.15, padding=0)
+
+    def values(self) -> list[float | None]:
+        return list(self._ratios)

@@ -1,0 +1,104 @@
+"""The window's jobs as plain generators (no Qt): load a model, compress, save.
+
+Each yields ``core.engine.Progress`` events and returns its result, like the core's
+``compress``, so ``gui.worker.JobRunner`` runs all of them the same way and tests can drive
+them with ``core.engine.run``.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Generator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.data import Dataset
+from core.engine import CompressionResult, Progress, compress
+from core.errors import Cancelled
+from core.inventory import LayerInfo, inventory
+from core.loading import LoadedModel, load_demo, load_model
+from core.metrics import parameter_counts, state_dict_bytes
+from core.recipe import Recipe
+from core.saving import SaveOutcome, save_model
+
+
+@dataclass
+class Opened:
+    """A model ready to show: the loaded model, its layers and, for the demo, its data."""
+
+    loaded: LoadedModel
+    layers: list[LayerInfo]
+    eval_data: Dataset | None = None
+    train_data: Dataset | None = None
+    seconds: float = 0.0
+    before: dict[str, Any] = field(default_factory=dict)
+
+
+def load_job(
+    path: Path | None, arch: str | None, trust: bool, should_stop: Callable[[], bool]
+) -> Generator[Progress, None, Opened]:
+    """Load a model file (or the demo when ``path`` is None) and take its inventory."""
+    t0 = time.perf_counter()
+    label = path.name if path is not None else "the demo"
+    yield Progress("load", 0, 0, f"loading {label}")
+    if path is None:
+        loaded, test, train = load_demo()
+    else:
+        loaded, test, train = load_model(path, arch=arch, trust=trust), None, None
+    if should_stop():
+        raise Cancelled()
+    yield Progress("load", 0, 0, f"reading the layers of {loaded.display_name}")
+    layers = inventory(loaded.model)
+    if should_stop():
+        raise Cancelled()
+    yield Progress("load", 0, 0, f"measuring the size of {loaded.display_name}")
+    params, nonzero = parameter_counts(loaded.model)
+    before = {
+        "parameters": params,
+        "nonzero_parameters": nonzero,
+        "state_dict_bytes": state_dict_bytes(loaded.model),
+    }
+    return Opened(loaded, layers, test, train, time.perf_counter() - t0, before)
+
+
+def compress_job(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    data: Dataset | None,
+    train_data: Dataset | None,
+    input_shape: tuple[int, ...] | None,
+    should_stop: Callable[[], bool],
+) -> Generator[Progress, None, CompressionResult]:
+    """The core's compression, with the training data only when the recipe fine-tunes."""
+    result = yield from compress(
+        loaded,
+        recipe,
+        data=data,
+        train_data=train_data if recipe.finetune is not None else None,
+        input_shape=input_shape,
+        should_stop=should_stop,
+    )
+    return result
+
+
+def save_job(
+    result: CompressionResult,
+    loaded: LoadedModel,
+    path: Path,
+    fmt: str,
+    example: Dataset,
+    should_stop: Callable[[], bool],
+) -> Generator[Progress, None, SaveOutcome]:
+    """Write the compressed model atomically, then reload and run it (the round trip)."""
+    del should_stop  # a save is one atomic step: it completes or leaves nothing behind
+    yield Progress("save", 0, 0, f"saving {path.name} ({fmt}) and checking the round trip")
+    return save_model(
+        result.model,
+        path,
+        fmt,
+        example,
+        quantized=result.quantized,
+        protected=loaded.path if loaded.format != "demo" else None,
+        arch=loaded.arch,
+    )

@@ -1,0 +1,155 @@
+"""What the window shows <-> one Recipe, both ways, without Qt.
+
+The window's state is: the checked layers of the tree, a per-layer amount for some of them,
+one pruning method with its amount (and n, dim, permanent), per-layer or global, and the
+optional fine-tune and quantize sections. ``build_recipe`` writes that as the most compact
+recipe that selects exactly the checked layers (``layers: ["*"]`` and ``types`` when they
+select exactly those, else the layer names), plus one override rule per distinct per-layer
+amount. ``state_from_recipe`` resolves any recipe's patterns against the model and gives the
+state back, with a warning for what one method per window cannot show.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import nn
+
+from core.inventory import PRUNABLE_TYPES, LayerInfo, select
+from core.pruning import plan_pruning
+from core.recipe import Finetune, PruneRule, Quantize, Recipe
+
+Amount = int | float
+
+
+@dataclass
+class PruneSettings:
+    """The pruning half of the settings panel."""
+
+    method: str = "l1_unstructured"
+    amount: Amount = 0.5
+    n: int | float | str = 2
+    dim: int = 0
+    permanent: bool = True
+
+    @property
+    def is_global(self) -> bool:
+        return self.method == "global_unstructured"
+
+
+@dataclass
+class WindowState:
+    """Everything that makes up the recipe the window shows."""
+
+    checked: list[str] = field(default_factory=list)
+    overrides: dict[str, Amount] = field(default_factory=dict)
+    prune: PruneSettings = field(default_factory=PruneSettings)
+    finetune: Finetune | None = None
+    quantize: Quantize | None = None
+
+
+def escape_name(name: str) -> str:
+    """A module name as a glob pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def _exact(names: Iterable[str]) -> list[str]:
+    return [escape_name(n) for n in names]
+
+
+def _selection(
+    model: nn.Module, layers: list[Any], checked: Sequence[str]
+) -> tuple[list[str], list[str] | None]:
+    """The shortest (layers, types) that select exactly ``checked`` among prunable modules."""
+    wanted = set(checked)
+    by_name = {info.name: info for info in layers}
+    candidates: list[tuple[list[str], list[str] | None]] = []
+    types = sorted({by_name[n].type for n in checked if n in by_name})
+    if types:
+        candidates.append((["*"], types))  # reads best: says which kinds of layer
+    candidates.append((["*"], None))
+    for pattern, type_list in candidates:
+        names, _ = select(model, pattern, type_list, "", predicate=PRUNABLE_TYPES)
+        if set(names) == wanted and len(names) == len(wanted):
+            return pattern, type_list
+    return _exact(checked), None
+
+
+def build_recipe(model: nn.Module, layers: Sequence[LayerInfo], state: WindowState) -> Recipe:
+    """The one recipe the window shows. Raises RecipeError for invalid settings."""
+    rules: list[dict[str, Any]] = []
+    if state.checked:
+        p = state.prune
+        common: dict[str, Any] = {"method": p.method, "permanent": p.permanent}
+        if p.method == "ln_structured":
+            common["n"] = p.n
+        if p.method in ("ln_structured", "random_structured"):
+            common["dim"] = p.dim
+        pattern, types = _selection(model, list(layers), state.checked)
+        base: dict[str, Any] = {"layers": pattern}
+        if types is not None:
+            base["types"] = types
+        rules.append({**base, **common, "amount": p.amount})
+        if not p.is_global:
+            groups: dict[Amount, list[str]] = {}
+            for name in state.checked:
+                amount = state.overrides.get(name)
+                if amount is not None and amount != p.amount:
+                    groups.setdefault(amount, []).append(name)
+            for amount, names in groups.items():
+                rules.append({"layers": _exact(names), **common, "amount": amount})
+    data: dict[str, Any] = {"version": 1}
+    if rules:
+        data["prune"] = rules
+    if state.finetune is not None:
+        data["finetune"] = state.finetune.model_dump(mode="json")
+    if state.quantize is not None:
+        data["quantize"] = state.quantize.model_dump(mode="json")
+    return Recipe.from_dict(data, "settings")
+
+
+def _config(rule: PruneRule) -> tuple[Any, ...]:
+    return (rule.method, rule.n, rule.dim, rule.permanent)
+
+
+def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, list[str]]:
+    """The window state for ``recipe``, and warnings for what the window cannot show.
+
+    Raises RecipeError when a pattern matches nothing (as a run would).
+    """
+    warnings: list[str] = []
+    plan = plan_pruning(model, recipe.prune, recipe.source) if recipe.prune else {}
+    state = WindowState(finetune=recipe.finetune, quantize=recipe.quantize)
+    if not plan:
+        return state, warnings
+    configs = Counter(_config(item.rule) for item in plan.values())
+    (method, n, dim, permanent), _ = configs.most_common(1)[0]
+    if len(configs) > 1:
+        others = sorted({item.rule.method for item in plan.values()} - {method})
+        detail = f"other methods: {', '.join(others)}" if others else "other n, dim or permanent"
+        warnings.append(
+            f"{recipe.source}: uses several pruning settings ({detail}); the window applies "
+            f"one method to every checked layer, so all of them now use {method}"
+        )
+    amounts = Counter(item.rule.amount for item in plan.values() if item.rule.method == method)
+    amount = _base_amount(plan, amounts)
+    state.prune = PruneSettings(method, amount, n, dim, permanent)
+    state.checked = list(plan)
+    if method != "global_unstructured":
+        state.overrides = {
+            name: item.rule.amount for name, item in plan.items() if item.rule.amount != amount
+        }
+    return state, warnings
+
+
+def _base_amount(plan: Mapping[str, Any], amounts: Counter) -> Amount:
+    """The amount most layers get; ties go to the earlier rule (the broad one)."""
+    best = max(amounts.values())
+    tied = {a for a, c in amounts.items() if c == best}
+    for item in sorted(plan.values(), key=lambda i: i.rule_index):
+        if item.rule.amount in tied:
+            return item.rule.amount
+    return next(iter(tied))
