@@ -27,6 +27,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from gui import qt_fixes
+
+qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
+
 BEFORE_COLOR = QColor(150, 160, 175)
 AFTER_COLOR = QColor(33, 118, 204)
 BETTER_COLOR = QColor(46, 139, 87)

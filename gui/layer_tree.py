@@ -41,6 +41,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.inventory import LayerInfo
+from gui import qt_fixes
+
+qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 Amount = int | float
 
@@ -74,6 +77,16 @@ HEADERS = {
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 _NUMERIC = {Col.PARAMS, Col.BEFORE, Col.AFTER, Col.AMOUNT}
+# Roles a check, amount or result change can touch. Naming them (rather than "all roles")
+# lets the filter proxy skip re-filtering: it filters on NAME_ROLE, which never changes.
+_CHANGED_ROLES = [
+    Qt.ItemDataRole.DisplayRole,
+    Qt.ItemDataRole.CheckStateRole,
+    Qt.ItemDataRole.EditRole,
+    Qt.ItemDataRole.ToolTipRole,
+    Qt.ItemDataRole.ForegroundRole,
+    Qt.ItemDataRole.FontRole,
+]
 
 
 def is_linear(info: LayerInfo) -> bool:
@@ -396,7 +409,9 @@ class LayerTreeModel(QAbstractItemModel):
             first, last = min(rows), max(rows)
             parent = QModelIndex() if p < 0 else self.createIndex(self._row[p], 0, p)
             self.dataChanged.emit(
-                self.index(first, columns[0], parent), self.index(last, columns[1], parent)
+                self.index(first, columns[0], parent),
+                self.index(last, columns[1], parent),
+                _CHANGED_ROLES,
             )
         if columns[0] == Col.NAME:
             self.checksChanged.emit()
@@ -579,6 +594,7 @@ class LayerFilterProxy(QSortFilterProxyModel):
         super().__init__(parent)
         self._needle = ""
         self.setRecursiveFilteringEnabled(True)
+        self.setFilterRole(NAME_ROLE)
         self.setSortRole(SORT_ROLE)
         self.setDynamicSortFilter(False)
 

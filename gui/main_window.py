@@ -48,7 +48,7 @@ from core.loading import LoadedModel
 from core.quantization import describe, plan_quantization
 from core.recipe import Recipe, dump_recipe, load_recipe
 from core.saving import SaveOutcome, atomic_write_bytes, default_format
-from gui import dialogs, prefs
+from gui import dialogs, prefs, qt_fixes
 from gui.charts import MetricsChart, SparsityChart, SparsityRow
 from gui.jobs import Opened, compress_job, load_job, save_job
 from gui.layer_tree import LayerTreePanel, amount_text, is_conv, is_linear
@@ -57,6 +57,8 @@ from gui.recipe_state import WindowState, build_recipe, state_from_recipe
 from gui.results import MetricsTable, NotesLabel, SummaryCards
 from gui.settings_panel import SettingsPanel
 from gui.worker import JobRunner
+
+qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 APP_NAME = "Secateur"
 MODEL_FILTERS = (
@@ -1056,14 +1058,15 @@ class MainWindow(QMainWindow):
         )
 
     def _confirm_overwrite(self, path: Path) -> bool:
-        answer = QMessageBox.question(
-            self,
+        box = QMessageBox(
+            QMessageBox.Icon.Question,
             "Replace file?",
             f"{path.name} already exists. Replace it?",
             QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
-            QMessageBox.StandardButton.Cancel,
+            self,
         )
-        return answer == QMessageBox.StandardButton.Yes
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        return box.exec() == QMessageBox.StandardButton.Yes
 
     def _on_save_finished(self, outcome: SaveOutcome) -> None:
         self.save_outcome = outcome

@@ -22,6 +22,9 @@ from PySide6.QtWidgets import (
 )
 
 from core.cli import human_bytes
+from gui import qt_fixes
+
+qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 BETTER = "#2e8b57"
 WORSE = "#c8641e"

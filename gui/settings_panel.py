@@ -37,7 +37,10 @@ from PySide6.QtWidgets import (
 from core.data import parse_input_shape
 from core.errors import DataError, RecipeError
 from core.recipe import Finetune, Quantize, format_validation_error
+from gui import qt_fixes
 from gui.recipe_state import PruneSettings
+
+qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 METHODS = (
     ("l1_unstructured", "L1 magnitude", "Zero the smallest weights of each layer"),

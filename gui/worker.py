@@ -34,6 +34,9 @@ from PySide6.QtCore import (
 )
 
 from core.errors import Cancelled
+from gui import qt_fixes
+
+qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 JobFactory = Callable[[Callable[[], bool]], Generator[Any, None, Any]]
 """Called on the worker thread with ``should_stop``; returns the job's generator."""

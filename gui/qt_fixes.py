@@ -1,0 +1,75 @@
+"""Work-arounds for defects in the Qt bindings, checked for and applied once at import.
+
+PySide6 6.12.0 on CPython < 3.12: ``SignalInstance.emit()`` returns ``True`` without taking a
+reference to it, so every emit from Python (ours, pyqtgraph's, pytest-qt's) lowers the
+reference count of ``True`` by one. After a few thousand emits CPython aborts with "Fatal
+Python error: bool_dealloc: deallocating True or False". From 3.12 on ``True`` is immortal
+and the missing reference is harmless. ``install()`` measures whether this PySide6 has the
+defect (64 probe emits) and, only then, wraps ``emit`` to add the missing reference, so a
+fixed PySide6 runs untouched.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal, SignalInstance
+
+_PROBES = 64
+_installed = False
+
+
+class _Probe(QObject):
+    fired = Signal()
+
+
+def _emit_drops_references() -> dict[bool, int]:
+    """How many references to what emit returns (True or False) one emit drops, unblocked
+    and blocked. The probe's own losses are given back when the work-around goes in."""
+    probe = _Probe()
+    drops: dict[bool, int] = {}
+    for blocked in (False, True):
+        probe.blockSignals(blocked)
+        result = probe.fired.emit()
+        if not isinstance(result, bool):
+            continue
+        before = sys.getrefcount(result)
+        for _ in range(_PROBES):
+            probe.fired.emit()
+        drops[result] = round((before - sys.getrefcount(result)) / _PROBES)
+    probe.blockSignals(False)
+    return drops
+
+
+def install() -> bool:
+    """Apply the work-around when this PySide6 needs it; True when it was applied."""
+    global _installed
+    if _installed:
+        return True
+    if sys.version_info >= (3, 12):
+        return False
+    drops = _emit_drops_references()
+    if not any(drops.values()):
+        return False
+    incref = ctypes.pythonapi.Py_IncRef
+    incref.argtypes = [ctypes.py_object]
+    incref.restype = None
+    for value, lost in drops.items():  # what the probes took: (1 + _PROBES) emits each way
+        for _ in range(lost * (1 + _PROBES) * (2 if len(drops) == 1 else 1)):
+            incref(value)
+    original = SignalInstance.emit
+    lost_true, lost_false = drops.get(True, 0), drops.get(False, 0)
+
+    def emit(self: SignalInstance, *args: Any) -> Any:
+        result = original(self, *args)
+        lost = lost_true if result is True else lost_false if result is False else 0
+        for _ in range(lost):
+            incref(result)
+        return result
+
+    emit.__doc__ = original.__doc__
+    SignalInstance.emit = emit  # type: ignore[method-assign]
+    _installed = True
+    return True

@@ -1,0 +1,295 @@
+"""The window end to end (offscreen): a demo run and its charts, cancel, crash, save, export,
+bad files, pickles that need trust, state dicts that need an architecture, drag and drop."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+from PySide6.QtWidgets import QFileDialog, QMessageBox
+
+from core.demo import DEMO_RECIPE_PATH
+from core.loading import load_model
+from core.recipe import parse_recipe
+from gui import dialogs, prefs
+from gui.charts import metric_ratios
+from gui.layer_tree import Col
+from gui.main_window import SAVE_FILTERS
+
+RUN_TIMEOUT = 60_000
+
+
+def run_and_wait(qtbot, window):
+    with qtbot.waitSignal(window.runFinished, timeout=RUN_TIMEOUT) as blocker:
+        window.run_compression()
+    return blocker.args[0]
+
+
+def without_measurements(window) -> None:
+    """No data and no input shape: the run measures sizes and sparsity only (fast)."""
+    window.set_eval_data(None, None)
+    window.settings.shape_edit.clear()
+
+
+def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_demo_run_shows_the_report(qtbot, demo_window):
+    window = demo_window
+    assert "demo (digits CNN)" in window.windowTitle()
+    assert not window.isWindowModified()
+    result = run_and_wait(qtbot, window)
+    report = result.report
+    names, before, after = window.sparsity_chart.values()
+    assert names == [row["name"] for row in report["layers"]]
+    assert before == pytest.approx([row["sparsity_before"] for row in report["layers"]])
+    assert after == pytest.approx([row["sparsity_after"] for row in report["layers"]])
+    assert after[names.index("fc1")] == pytest.approx(0.5, abs=0.01)
+    assert window.metrics_chart.values() == metric_ratios(report)
+    assert (
+        window.tree.model.after_sparsity("fc1")
+        == report["layers"][names.index("fc1")]["sparsity_after"]
+    )
+    assert window.metrics_table.item(0, 0).text() == "Parameters"
+    assert window.isWindowModified()
+    assert window.act_save.isEnabled() and window.act_run.isEnabled()
+    assert not window.act_cancel.isEnabled()
+
+
+def test_tree_selection_and_chart_clicks_follow_each_other(qtbot, demo_window):
+    window = demo_window
+    window.tree.select_layer("fc2")
+    assert window.sparsity_chart._highlighted == "fc2"
+    window.sparsity_chart.layerClicked.emit("conv1")
+    assert window.tree.current_layer() == "conv1"
+    assert window.sparsity_chart._highlighted == "conv1"
+    index = window.sparsity_chart.row_of("conv1")
+    assert "conv1 (Conv2d)" in window.sparsity_chart.tooltip_for(index)
+
+
+def test_cancel_leaves_the_model_untouched_and_a_second_run_works(qtbot, demo_window):
+    window = demo_window
+    original = snapshot(window.loaded.model)
+    # a long fine-tune so that the cancel lands mid-run
+    window.settings.finetune_box.setChecked(True)
+    window.settings.epochs_spin.setValue(500)
+    cancelled_during: list[str] = []
+
+    def cancel_once(event, layers):
+        if not cancelled_during and event is not None and event.stage == "finetune":
+            cancelled_during.append(event.stage)
+            window.cancel_job()
+
+    window.jobs.progress.connect(cancel_once)
+    with qtbot.waitSignal(window.runCancelled, timeout=RUN_TIMEOUT):
+        window.run_compression()
+    window.jobs.progress.disconnect(cancel_once)
+    assert cancelled_during == ["finetune"]
+    assert window.result is None
+    assert window.tree.model.after_sparsity("fc1") is None  # back to the pre-run state
+    assert not window.jobs.busy and window.act_run.isEnabled()
+    assert window.settings.run_button.isEnabled()
+    after = window.loaded.model.state_dict()
+    assert after.keys() == original.keys()
+    for key, tensor in original.items():
+        assert torch.equal(after[key], tensor), key
+    window.settings.finetune_box.setChecked(False)
+    without_measurements(window)
+    result = run_and_wait(qtbot, window)
+    assert result.report["layers"]
+
+
+def test_a_crash_in_the_job_is_an_error_dialog(qtbot, demo_window, message_boxes, monkeypatch):
+    window = demo_window
+
+    def broken_job(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("boom inside the engine")
+
+    monkeypatch.setattr("gui.main_window.compress_job", broken_job)
+    with qtbot.waitSignal(window.runFailed, timeout=RUN_TIMEOUT):
+        window.run_compression()
+    icon, text, _, details = message_boxes[-1]
+    assert icon == QMessageBox.Icon.Critical
+    assert "boom inside the engine" in text
+    assert "Traceback" in details and "broken_job" in details
+    monkeypatch.undo()
+    without_measurements(window)
+    assert run_and_wait(qtbot, window).report["layers"]
+
+
+def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
+    qtbot, window, message_boxes, tmp_path
+):
+    bad = tmp_path / "broken.pt"
+    bad.write_bytes(b"\x80\x02not really a pickle" + bytes(range(200)))
+    with qtbot.waitSignal(window.jobs.failed, timeout=RUN_TIMEOUT):
+        window.open_model(bad)
+    icon, text, _, details = message_boxes[-1]
+    assert icon == QMessageBox.Icon.Warning  # a user error: one line, no traceback
+    assert "broken.pt" in text and "\n" not in text and not details
+    assert window.loaded is None
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.open_demo()
+    without_measurements(window)
+    assert run_and_wait(qtbot, window).report["layers"]
+
+
+def test_save_through_the_dialog_writes_a_file_that_reloads(
+    qtbot, demo_window, monkeypatch, tmp_path
+):
+    window = demo_window
+    result = run_and_wait(qtbot, window)
+    target = tmp_path / "small"  # no suffix: the chosen format's is added
+    asked: list[tuple] = []
+
+    def fake_save(parent, caption, directory, filters, selected="", *args):
+        asked.append((caption, filters, selected))
+        return str(target), SAVE_FILTERS["state_dict"]
+
+    monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_save))
+    with qtbot.waitSignal(window.saved, timeout=RUN_TIMEOUT) as blocker:
+        window.save_model_dialog()
+    outcome = blocker.args[0]
+    assert asked and asked[0][2] == SAVE_FILTERS["state_dict"]
+    assert outcome.path == tmp_path / "small.pt" and outcome.path.exists()
+    assert outcome.round_trip["ok"] is True
+    assert not window.isWindowModified()
+    assert window.metrics_table.item(3, 2).text() != "not saved yet"
+    reloaded = load_model(outcome.path, arch="core.demo:build_model").model
+    x = window.eval_data.x[:8]
+    with torch.inference_mode():
+        assert torch.allclose(reloaded(x), result.model(x), atol=1e-5)
+
+
+def test_save_refuses_to_overwrite_the_opened_model(
+    qtbot, window, message_boxes, tmp_path, monkeypatch
+):
+    from core.demo import build_model
+
+    path = tmp_path / "mine.pt"
+    torch.save(build_model().state_dict(), path)
+    prefs.remember_arch(path, "core.demo:build_model")
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.open_model(path)
+    window.settings.shape_edit.setText("1x1x8x8")
+    run_and_wait(qtbot, window)
+    before = path.read_bytes()
+    monkeypatch.setattr(
+        QFileDialog,
+        "getSaveFileName",
+        staticmethod(lambda *a, **k: (str(path), SAVE_FILTERS["state_dict"])),
+    )
+    window.save_model_dialog()
+    assert "is the model you opened" in message_boxes[-1][1]
+    assert path.read_bytes() == before
+    assert not window.jobs.busy
+
+
+def test_export_report_writes_json_and_chart_images(qtbot, demo_window, tmp_path):
+    window = demo_window
+    without_measurements(window)
+    result = run_and_wait(qtbot, window)
+    written = window.export_report(tmp_path / "report.json")
+    assert [p.name for p in written] == [
+        "report.json",
+        "report-sparsity.png",
+        "report-metrics.png",
+    ]
+    assert json.loads(written[0].read_text())["layers"] == result.report["layers"]
+    for png in written[1:]:
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pickled_model_asks_for_trust(qtbot, window, tmp_path, monkeypatch):
+    from core.demo import build_model
+
+    path = tmp_path / "whole.pt"
+    torch.save(build_model(), path)
+    answers = iter([False, True])
+    asked: list[Path] = []
+
+    def fake_ask(parent, p):
+        asked.append(p)
+        return next(answers)
+
+    monkeypatch.setattr(dialogs, "ask_trust", fake_ask)
+    with qtbot.waitSignal(window.jobs.failed, timeout=RUN_TIMEOUT):
+        window.open_model(path)
+    assert asked == [path] and window.loaded is None
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.open_model(path)
+    assert window.loaded.format == "pickle"
+
+
+def test_state_dict_asks_for_the_architecture_and_remembers_it(
+    qtbot, window, tmp_path, monkeypatch
+):
+    from core.demo import build_model
+
+    path = tmp_path / "weights.pt"
+    torch.save(build_model().state_dict(), path)
+    monkeypatch.setattr(
+        dialogs, "ask_arch", lambda parent, p, spec, folder: "core.demo:build_model"
+    )
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.open_model(path)
+    assert window.loaded.arch == "core.demo:build_model"
+    assert prefs.arch_for(path) == "core.demo:build_model"
+    assert prefs.recent_files() == [str(path.resolve())]
+    # the default selection: every prunable Linear and Conv layer
+    assert window.tree.model.checked_names() == ["conv1", "conv2", "fc1", "fc2"]
+
+
+def test_a_dropped_model_file_opens(qtbot, window, tmp_path):
+    from core.demo import build_model
+
+    path = tmp_path / "dropped.pt"
+    torch.save(build_model().state_dict(), path)
+    prefs.remember_arch(path, "core.demo:build_model")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(path))])
+    event = QDropEvent(
+        QPointF(50, 50),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.dropEvent(event)
+    assert window.loaded.path == path
+    assert "dropped.pt" in window.windowTitle()
+
+
+def test_bad_recipe_is_a_one_line_message(window, qtbot, message_boxes, tmp_path):
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.open_demo()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nprune:\n  - layers: ['nothing*']\n    amount: 0.5\n")
+    assert not window.load_recipe_file(bad)
+    assert message_boxes[-1][1].startswith("bad.yaml: prune[0].layers: 'nothing*' matches")
+
+
+def test_settings_are_isolated(isolated_settings):
+    from PySide6.QtCore import QSettings
+
+    assert Path(QSettings().fileName()).is_relative_to(isolated_settings)
+
+
+def test_demo_recipe_is_applied_on_open(qtbot, demo_window):
+    state = demo_window.window_state()
+    assert state.checked == ["conv1", "conv2", "fc1", "fc2"]
+    recipe = demo_window.current_recipe()
+    expected = parse_recipe(DEMO_RECIPE_PATH.read_text())
+    assert recipe.quantize == expected.quantize
+    assert recipe.prune[0].amount == expected.prune[0].amount
+    model = demo_window.tree.model
+    # the quantize settings preview which layers they select (after a short debounce)
+    qtbot.waitUntil(lambda: model.index_of("fc1", Col.QUANT).data() == "int8_dynamic")
+    assert model.index_of("conv1", Col.QUANT).data() == ""
