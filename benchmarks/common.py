@@ -98,16 +98,15 @@ class Figure:
         return "\n".join(out) + "\n"
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "key": self.key,
-            "title": self.title,
-            "columns": self.columns,
-            "rows": [{k: v for k, v in r.items() if not k.startswith("_")} for r in self.rows],
-            "ratios": self.ratios,
-            "notes": self.notes,
-            "extra": self.extra,
-            "targets": [t.__dict__ for t in self.targets],
-        }
+        data = dict(self.__dict__)
+        data["targets"] = [t.__dict__ for t in self.targets]
+        return data
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Figure:
+        data = dict(data)
+        data["targets"] = [Target(**t) for t in data.get("targets", [])]
+        return cls(**data)
 
 
 def is_ratio(value: Any) -> bool:

@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import statistics
 from typing import Any
 
 import torch
@@ -36,6 +37,7 @@ from benchmarks.common import (
 from core.metrics import paired_latency_ms
 
 SLOWER = 1.05  # the engine's own threshold for saying "slower on this machine"
+DISTURBED = 1.5  # an original time this far above its median: measured again
 BATCHES = (1, 32)
 
 
@@ -66,7 +68,6 @@ def measure_case(
 
     With ``engine_view`` the compression measures its own metrics at batch 1, as the CLI
     and the window do: its latency ratio and whether it said "slower" are returned too."""
-    gen = torch.Generator().manual_seed(0)
     result = compress_quiet(
         model,
         scheme.recipe(types),
@@ -84,13 +85,44 @@ def measure_case(
         "quantized_layers": sum(1 for row in report["layers"] if row.get("quantization")),
     }
     for batch in batches:
-        x = torch.randn((batch, *sample), generator=gen)
-        before, after = paired_latency_ms(
-            model, result.model, (x,), {}, min_runs=min_runs, budget_s=budget_s
-        )
-        out[f"b{batch}"] = (before, after, after / before)
-    del result
+        out[f"b{batch}"] = paired(model, result.model, sample, batch, budget_s, min_runs)
+    out["model"] = result.model
     return out
+
+
+def paired(
+    model: Any, compressed: Any, sample: tuple[int, ...], batch: int, budget_s: float, runs: int
+) -> tuple[float, float, float]:
+    """(original ms, compressed ms, ratio), measured alternately on one seeded input."""
+    x = torch.randn((batch, *sample), generator=torch.Generator().manual_seed(batch))
+    before, after = paired_latency_ms(model, compressed, (x,), {}, min_runs=runs, budget_s=budget_s)
+    return before, after, after / before
+
+
+def remeasure_disturbed(
+    model: Any,
+    sample: tuple[int, ...],
+    results: list[dict[str, Any]],
+    budget_s: float,
+    runs: int,
+    tries: int = 2,
+) -> int:
+    """Measure again the cells whose *original* time is far above the original's median
+    over all cells (the same model on the same input: only other load explains it); keep
+    the least disturbed pair. Returns how many cells were measured again."""
+    again = 0
+    for batch in BATCHES:
+        key = f"b{batch}"
+        typical = statistics.median(r[key][0] for r in results)
+        for r in results:
+            for _ in range(tries):
+                if r[key][0] <= DISTURBED * typical:
+                    break
+                again += 1
+                fresh = paired(model, r["model"], sample, batch, budget_s, runs)
+                if fresh[0] < r[key][0]:
+                    r[key] = fresh
+    return again
 
 
 def figures(tiny: bool = False) -> list[Figure]:
@@ -128,11 +160,16 @@ def figures(tiny: bool = False) -> list[Figure]:
                 f"{' and '.join(types)} (inputs cast in, outputs cast back)."
             ),
         )
-        for scheme in SCHEMES:
-            # A tiny run checks the engine's own report for one scheme only (it spends up
-            # to a second on latency).
-            engine_view = not tiny or scheme == SCHEMES[0]
-            r = measure_case(model, sample, types, scheme, BATCHES, budget, min_runs, engine_view)
+        # A tiny run checks the engine's own report for one scheme only (it spends up to a
+        # second on latency).
+        results = [
+            measure_case(
+                model, sample, types, s, BATCHES, budget, min_runs, not tiny or s == SCHEMES[0]
+            )
+            for s in SCHEMES
+        ]
+        again = remeasure_disturbed(model, sample, results, budget, min_runs)
+        for scheme, r in zip(SCHEMES, results):
 
             def mark(ratio: float) -> str:
                 return f"{ratio:.3f}" + (" **SLOWER**" if ratio > SLOWER else "")
@@ -155,23 +192,34 @@ def figures(tiny: bool = False) -> list[Figure]:
             "medians. The engine-report column is an independent run of "
             "`compress(..., input_shape=(1, ...))`, as the CLI and the window show it."
         )
+        if again:
+            fig.notes.append(
+                f"{again} measurement(s) were taken again because the original model's own "
+                f"time was over {DISTURBED:.0f}x its median across the table (other load on "
+                "this shared machine); the least disturbed pair is shown."
+            )
+        for r in results:
+            del r["model"]
         slower = [
             f"{row['scheme']} at batch {b}"
             for row in fig.rows
             for b in BATCHES
             if row[f"batch {b} ratio"] > SLOWER
         ]
+        # The product's promise: whenever its own measurement is slower, it says so.
+        checked = [row for row in fig.rows if row["engine says slower"] is not None]
         unsaid = [
             row["scheme"]
-            for row in fig.rows
-            if row["batch 1 ratio"] > SLOWER and row["engine says slower"] is False
+            for row in checked
+            if (row["engine report, batch 1"] or 0) > SLOWER and not row["engine says slower"]
         ]
         fig.targets.append(
             Target(
                 f"latency, {name}: slower cases are named",
                 "the CLI/window say so where a scheme is slower",
-                f"{len(slower)} of {2 * len(fig.rows)} cases slower; "
-                + (f"not said for: {', '.join(unsaid)}" if unsaid else "each one said at batch 1"),
+                f"{len(slower)} of {2 * len(fig.rows)} cases slower here; engine report "
+                + (f"silent for: {', '.join(unsaid)}" if unsaid else "said so in every case")
+                + f" ({len(checked)} checked at batch 1)",
                 not unsaid,
             )
         )

@@ -98,6 +98,14 @@ def engine(model: nn.Module, types: tuple[type, ...] = (nn.Linear,)) -> nn.Modul
     return run(compress(loaded, recipe, skip_metrics=True)).model
 
 
+def engine_fused(model: nn.Module, types: tuple[type, ...] = (nn.Linear,)) -> nn.Module:
+    """The engine with the proposed fused L1 pruning (benchmarks/proposals.py) patched in."""
+    from benchmarks import proposals
+
+    with proposals.patched(["fused"]):
+        return engine(model, types)
+
+
 def measure(
     model: nn.Module, types: tuple[type, ...], repeats: int, warmup: int = 1
 ) -> dict[str, float]:
@@ -105,10 +113,19 @@ def measure(
         "bare": lambda: bare(model, types),
         "same": lambda: bare_same_selection(model, types),
         "engine": lambda: engine(model, types),
+        "fused": lambda: engine_fused(model, types),
     }
     times = alternate(sides, repeats, warmup)
-    b, s, e = (median(times[k]) for k in ("bare", "same", "engine"))
-    return {"bare_s": b, "same_s": s, "engine_s": e, "ratio": e / b, "ratio_same": e / s}
+    b, s, e, f = (median(times[k]) for k in ("bare", "same", "engine", "fused"))
+    return {
+        "bare_s": b,
+        "same_s": s,
+        "engine_s": e,
+        "fused_s": f,
+        "ratio": e / b,
+        "ratio_same": e / s,
+        "ratio_fused": f / b,
+    }
 
 
 def cases(tiny: bool) -> list[tuple[str, nn.Module, tuple[type, ...]]]:
@@ -139,8 +156,13 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
             "engine / bare torch",
             "engine / same selection",
             f"target <= {TARGET:.2f}",
+            "proposal: fused L1 / bare torch",
         ],
-        ratios=["engine / bare torch", "engine / same selection"],
+        ratios=[
+            "engine / bare torch",
+            "engine / same selection",
+            "proposal: fused L1 / bare torch",
+        ],
         formats={"bare torch (s)": ".3f", "bare, same selection (s)": ".3f", "engine (s)": ".3f"},
         intro=(
             "Each side copies the model, prunes 50% of every Conv2d/Linear weight by L1 "
@@ -150,7 +172,8 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
             "engine does, so the last ratio is the engine's own bookkeeping (plan, "
             "size/sparsity before and after, progress events). The engine runs with "
             "`skip_metrics=True` and no cached numbers (as `secateur compress --skip-metrics`). "
-            "Sides alternate; times are medians."
+            "Sides alternate; times are medians. The last column is the engine with the "
+            "proposed fused L1 pruning patched in (`benchmarks/proposals.py`; not in core yet)."
         ),
     )
     reps = repeats if repeats is not None else (1 if tiny else 5)
@@ -166,6 +189,7 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
                 "engine / bare torch": r["ratio"],
                 "engine / same selection": r["ratio_same"],
                 f"target <= {TARGET:.2f}": "holds" if r["ratio"] <= TARGET else "MISSED",
+                "proposal: fused L1 / bare torch": r["ratio_fused"],
             }
         )
     fig.notes.append(f"median of {reps} alternating runs per side, after one warm-up round.")

@@ -15,8 +15,10 @@ them only in rows labelled "proposal".
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import ctypes.util
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -141,6 +143,18 @@ def apply(names: list[str]) -> list[str]:
         else:
             raise ValueError(f"unknown proposal {name!r}")
     return done
+
+
+@contextlib.contextmanager
+def patched(names: list[str]) -> Iterator[list[str]]:
+    """Apply proposals that can be undone (``fused``, ``partition``) inside the block."""
+    import core.pruning
+
+    saved = (core.pruning._prune_one, core.pruning._l1_keep)
+    try:
+        yield apply(names)
+    finally:
+        core.pruning._prune_one, core.pruning._l1_keep = saved
 
 
 def trim() -> None:

@@ -144,7 +144,20 @@ def main() -> int:
     parser.add_argument("--only", default="", help=f"comma-separated subset of {MODULES}")
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
+    parser.add_argument(
+        "--from-json",
+        type=Path,
+        default=None,
+        help="measure nothing: render the figures saved by --json (e.g. after editing "
+        "benchmarks/findings.md)",
+    )
     args = parser.parse_args()
+    if args.from_json is not None:
+        saved = json.loads(args.from_json.read_text())
+        figures = [Figure.from_json(f) for f in saved["figures"]]
+        write(figures, saved["meta"], saved.get("tiny", False), args.output or DOC)
+        print(f"[bench] wrote {args.output or DOC} from {args.from_json}", file=sys.stderr)
+        return 0
     names = [n for n in args.only.split(",") if n] or list(MODULES)
     unknown = set(names) - set(MODULES)
     if unknown:
@@ -161,7 +174,10 @@ def main() -> int:
             print(f.markdown())
     if args.json is not None:
         args.json.write_text(
-            json.dumps({"meta": meta, "figures": [f.to_json() for f in figures]}, indent=1)
+            json.dumps(
+                {"meta": meta, "tiny": args.tiny, "figures": [f.to_json() for f in figures]},
+                indent=1,
+            )
         )
     return 1 if meta["failures"] else 0
 
