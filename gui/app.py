@@ -54,6 +54,7 @@ def run_app(argv: Sequence[str]) -> int:
     sys.excepthook = _dialog_excepthook(window, previous_hook)
     try:
         window.show()
+        QTimer.singleShot(0, window.warm_up)
         QTimer.singleShot(0, lambda: start(window, options, finish))
         code = app.exec()
     finally:

@@ -62,6 +62,21 @@ def load_job(
     return Opened(loaded, layers, test, train, time.perf_counter() - t0, before)
 
 
+def warm_up_job(should_stop: Callable[[], bool]) -> Generator[Progress, None, None]:
+    """Import torchao ahead of the first run. Its import takes seconds and, loading native
+    extensions, holds the GIL for up to ~150 ms at a time: done during a run it would stall
+    the window; done once, quietly, right after the window opens, the runs stay smooth."""
+    from core import compat
+
+    del should_stop
+    yield Progress("prepare", 0, 0, "loading the quantization library")
+    try:
+        compat.torchao()
+    except Exception:  # the run that needs it reports the failure properly
+        return None
+    return None
+
+
 def compress_job(
     loaded: LoadedModel,
     recipe: Recipe,

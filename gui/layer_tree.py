@@ -74,6 +74,7 @@ HEADERS = {
     ),
 }
 
+BULK_PARENTS = 64  # above this many parents a change is announced as one layout change
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 _NUMERIC = {Col.PARAMS, Col.BEFORE, Col.AFTER, Col.AMOUNT}
@@ -405,6 +406,12 @@ class LayerTreeModel(QAbstractItemModel):
         groups: dict[int, list[int]] = {}
         for j in touched:
             groups.setdefault(self._parent[j], []).append(self._row[j])
+        if len(groups) > BULK_PARENTS:
+            # Thousands of parents (checking every layer of a big model): one layout change
+            # is far cheaper for the proxy and the view than thousands of dataChanged.
+            self.layoutAboutToBeChanged.emit()
+            self.layoutChanged.emit()
+            groups = {}
         for p, rows in groups.items():
             first, last = min(rows), max(rows)
             parent = QModelIndex() if p < 0 else self.createIndex(self._row[p], 0, p)

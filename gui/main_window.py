@@ -50,7 +50,7 @@ from core.recipe import Recipe, dump_recipe, load_recipe
 from core.saving import SaveOutcome, atomic_write_bytes, default_format
 from gui import dialogs, prefs, qt_fixes
 from gui.charts import MetricsChart, SparsityChart, SparsityRow
-from gui.jobs import Opened, compress_job, load_job, save_job
+from gui.jobs import Opened, compress_job, load_job, save_job, warm_up_job
 from gui.layer_tree import LayerTreePanel, amount_text, is_conv, is_linear
 from gui.options import Options
 from gui.recipe_state import WindowState, build_recipe, state_from_recipe
@@ -486,6 +486,11 @@ class MainWindow(QMainWindow):
         if not self._confirm_discard("open another model"):
             return
         self._start_load(path, arch or prefs.arch_for(path), trust)
+
+    def warm_up(self) -> None:
+        """Load the slow-to-import libraries on the worker thread, before the first run
+        needs them (``secateur`` calls this once the window is shown)."""
+        self.jobs.prepare(warm_up_job)
 
     def when_loaded(self, action: Callable[[], None]) -> None:
         """Run ``action`` once the model being opened is shown (dropped if opening fails)."""

@@ -185,6 +185,12 @@ class JobRunner(QObject):
         self.started.emit(name)
         self._submit.emit(self._job)
 
+    def prepare(self, factory: JobFactory) -> None:
+        """Run a quiet background job (a warm-up) on the worker thread: no signals, not
+        busy, never cancelled; a job started meanwhile simply runs after it."""
+        self._ensure_thread()
+        self._submit.emit(_Job("prepare", factory))
+
     def cancel(self) -> bool:
         """Ask the running job to stop at its next step; False when nothing runs."""
         self._queued = None
