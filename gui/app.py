@@ -17,7 +17,6 @@ from core.errors import UserError
 from gui.options import Options, no_display_reason, parse_options
 
 SCREENSHOT_DELAY_MS = 250  # let the charts and the tree repaint before grabbing
-RUN_DELAY_MS = 300
 
 
 def run_app(argv: Sequence[str]) -> int:
@@ -110,9 +109,7 @@ def start(window: object, options: Options, finish: object) -> None:
         if not steps_ok and options.scripted:
             return  # show_error already asked to exit
         if options.run:
-            # Let the window finish its first paint: a run that starts in the same instant
-            # measured latency up to 100x slower on a busy two-core machine.
-            QTimer.singleShot(RUN_DELAY_MS, window.run_compression)
+            window.run_compression()
         elif options.screenshot or options.quit_after_run:
             QTimer.singleShot(SCREENSHOT_DELAY_MS, done)
 

@@ -95,7 +95,7 @@ class _ChartFrame(QWidget):
         self.save_button.clicked.connect(self.saveRequested)
         header = QHBoxLayout()
         header.setContentsMargins(4, 0, 0, 0)
-        header.setSpacing(12)
+        header.setSpacing(10)
         header.addWidget(self.title)
         for color, label in legend:
             header.addWidget(_legend_swatch(color, label, self))
@@ -333,12 +333,8 @@ class MetricsChart(_ChartFrame):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(
-            "After vs before",
-            [
-                (BEFORE_COLOR, "before = 1"),
-                (BETTER_COLOR, "after, better"),
-                (WORSE_COLOR, "after, worse"),
-            ],
+            "After \u00f7 before",
+            [(BEFORE_COLOR, "before"), (BETTER_COLOR, "better"), (WORSE_COLOR, "worse")],
             parent,
         )
         self._ratios: list[float | None] = [None] * len(METRICS)
@@ -386,7 +382,8 @@ class MetricsChart(_ChartFrame):
         self._ratios = ratios
         n = len(METRICS)
         has_run = report is not None
-        heights = np.array([r if r is not None else 0.0 for r in ratios], dtype=float)
+        # a bar taller than the cap is drawn up to it, its label says the real value
+        heights = np.array([min(r, RATIO_CAP) if r is not None else 0.0 for r in ratios])
         brushes = []
         for spec, ratio in zip(METRICS, ratios):
             worse = ratio is not None and (

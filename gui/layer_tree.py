@@ -66,7 +66,7 @@ HEADERS = {
     Col.SHAPE: ("Weight", "Shape of the layer's weight"),
     Col.BEFORE: ("Sparsity\nbefore", "Fraction of exactly-zero weights in the original model"),
     Col.AFTER: ("Sparsity\nafter", "Fraction of exactly-zero weights after the last run"),
-    Col.QUANT: ("Quantization", "How the layer is (or, in grey, will be) quantized"),
+    Col.QUANT: ("Quant.", "How the layer is (or, in grey, will be) quantized"),
     Col.AMOUNT: (
         "Amount",
         "Fraction of the layer's weights to prune; double-click to set a per-layer amount, "
@@ -108,8 +108,15 @@ def amount_text(value: Amount) -> str:
     return f"{100 * value:.4g}%"
 
 
+SHORT_SCHEMES = {"int8_dynamic": "int8 dyn.", "int8_weight_only": "int8 w-only"}
+
+
 def short_quant(label: str | None) -> str:
-    return "" if not label else label.split(" (")[0]
+    """'int8_dynamic (torchao, per_channel)' -> 'int8 dyn.' (the tooltip has it all)."""
+    if not label:
+        return ""
+    scheme = label.split(" (")[0]
+    return SHORT_SCHEMES.get(scheme, scheme)
 
 
 class LayerTreeModel(QAbstractItemModel):
@@ -360,6 +367,8 @@ class LayerTreeModel(QAbstractItemModel):
             return None
         if col == Col.AMOUNT and self._checked[i]:
             return HEADERS[Col.AMOUNT][1]
+        if col == Col.TYPE:
+            return info.type
         if col == Col.SHAPE and info.dtype:
             return f"{self._static[i][2]} ({info.dtype})"
         return None
@@ -710,13 +719,13 @@ class LayerTreePanel(QWidget):
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
         widths = {
             Col.NAME: 158,
-            Col.TYPE: 86,
-            Col.PARAMS: 64,
-            Col.SHAPE: 66,
-            Col.BEFORE: 56,
-            Col.AFTER: 56,
-            Col.QUANT: 84,
-            Col.AMOUNT: 58,
+            Col.TYPE: 84,
+            Col.PARAMS: 62,
+            Col.SHAPE: 76,
+            Col.BEFORE: 54,
+            Col.AFTER: 54,
+            Col.QUANT: 74,
+            Col.AMOUNT: 56,
         }
         for col, width in widths.items():
             header.resizeSection(col, width)

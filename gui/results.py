@@ -117,7 +117,7 @@ class MetricsTable(QTableWidget):
                     key
                 ]
                 a = fidelity.get(key)
-                b_text = fmt(b) + " (ref.)" if report and a is not None else "\u2013"
+                b_text = fmt(b) if report and a is not None else "\u2013"
                 ratio = "\u2013"
             else:
                 b = before.get("state_dict_bytes" if key == "file_bytes" else key)
@@ -126,7 +126,7 @@ class MetricsTable(QTableWidget):
                 ratio = ratio_text(b, a)
             a_text = fmt(a)
             if key == "file_bytes" and report and a is None:
-                a_text = "not saved yet"
+                a_text = "not saved"
             better = _is_better(b, a, lower) if section != "fidelity" else None
             color = None if better is None else (BETTER if better else WORSE)
             self._cell(r, 0, label)
@@ -138,7 +138,7 @@ class MetricsTable(QTableWidget):
         self._cell(r, 0, "Round trip (saved file)")
         self._cell(r, 1, "")
         if not rt:
-            self._cell(r, 2, "\u2013" if not report else "not saved yet")
+            self._cell(r, 2, "\u2013" if not report else "not saved")
             self._cell(r, 3, "")
         else:
             ok = rt.get("ok")

@@ -160,7 +160,7 @@ def test_save_through_the_dialog_writes_a_file_that_reloads(
     assert outcome.path == tmp_path / "small.pt" and outcome.path.exists()
     assert outcome.round_trip["ok"] is True
     assert not window.isWindowModified()
-    assert window.metrics_table.item(3, 2).text() != "not saved yet"
+    assert window.metrics_table.item(3, 2).text() != "not saved"
     reloaded = load_model(outcome.path, arch="core.demo:build_model").model
     x = window.eval_data.x[:8]
     with torch.inference_mode():
@@ -291,5 +291,5 @@ def test_demo_recipe_is_applied_on_open(qtbot, demo_window):
     assert recipe.prune[0].amount == expected.prune[0].amount
     model = demo_window.tree.model
     # the quantize settings preview which layers they select (after a short debounce)
-    qtbot.waitUntil(lambda: model.index_of("fc1", Col.QUANT).data() == "int8_dynamic")
+    qtbot.waitUntil(lambda: model.index_of("fc1", Col.QUANT).data() == "int8 dyn.")
     assert model.index_of("conv1", Col.QUANT).data() == ""
