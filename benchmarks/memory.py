@@ -199,10 +199,13 @@ def figures(tiny: bool = False, env: dict[str, str] | None = None) -> list[Figur
             "engine adds. Peaks are the kernel's VmHWM, reset and read at every progress event."
         ),
     )
+    # The two cases with a target run twice (fresh processes); the worse peak is shown.
     runs = [(name, []) for name in names]
     if not tiny:
+        runs = [(n, []) for n in names[:2] for _ in range(2)] + [(n, []) for n in names[2:]]
         runs += [(names[0], p) for p in PROPOSAL_ROWS] + [(names[2], PROPOSAL_ROWS[-1])]
-    for name, proposal in runs:
+    worst: dict[str, tuple[float, float]] = {}
+    for index, (name, proposal) in enumerate(runs):
         args = ["--case", name, "--params", str(params)]
         if proposal:
             args += ["--proposals", ",".join(proposal)]
@@ -211,9 +214,14 @@ def figures(tiny: bool = False, env: dict[str, str] | None = None) -> list[Figur
         total = (r["peak"] - r["b0"]) / fp32
         engine = (r["peak"] - r["b1"]) / fp32
         metrics = (r["metrics_peak"] - r["b0"]) / fp32 if CASES[name]["metrics"] else None
+        label = name + (f" — proposal: {' + '.join(proposal)}" if proposal else "")
+        repeats = sum(1 for n, p in runs if (n, p) == (name, proposal))
+        if repeats > 1:
+            nth = sum(1 for n, p in runs[:index] if (n, p) == (name, proposal)) + 1
+            label += f" (process {nth} of {repeats})"
         fig.add(
             **{
-                "case": name + (f" — proposal: {' + '.join(proposal)}" if proposal else ""),
+                "case": label,
                 "fp32 model MB": fp32 / 1e6,
                 "total / fp32": total,
                 "engine / fp32": engine,
@@ -223,17 +231,24 @@ def figures(tiny: bool = False, env: dict[str, str] | None = None) -> list[Figur
                 "seconds": r["seconds"],
             }
         )
-        if not proposal and CASES[name]["prune"] and CASES[name]["quantize"]:
-            fig.targets.append(
-                Target(
-                    f"memory, {name}",
-                    f"peak total / fp32 <= {TARGET}",
-                    f"{total:.2f} (engine adds {engine:.2f})",
-                    total <= TARGET,
-                )
-            )
+        targeted = not proposal and CASES[name]["prune"] and CASES[name]["quantize"]
+        if targeted and total >= worst.get(name, (0.0, 0.0))[0]:
+            worst[name] = (total, engine)
         if not r["kernel_hwm"]:
             fig.notes.append(f"{name}: measured by 1 ms RSS sampling (VmHWM reset refused).")
+    for name, (total, engine) in worst.items():
+        fig.targets.append(
+            Target(
+                f"memory, {name}",
+                f"peak total / fp32 <= {TARGET}",
+                f"{total:.2f} (engine adds {engine:.2f}; worse of the processes run)",
+                total <= TARGET,
+            )
+        )
+    fig.notes.append(
+        "the peak of the same case moves by a few hundredths between processes: glibc "
+        "keeps some freed layer-sized blocks in its heap, and which ones depends on timing."
+    )
     return [fig]
 
 

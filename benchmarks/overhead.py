@@ -128,7 +128,9 @@ def measure(
     }
 
 
-def cases(tiny: bool) -> list[tuple[str, nn.Module, tuple[type, ...]]]:
+def cases(tiny: bool) -> list[tuple[str, nn.Module, tuple[type, ...], int]]:
+    """(name, model, pruned types, repeats): small models get more rounds, since a round
+    of theirs lasts milliseconds and one busy time slice on this shared machine moves it."""
     demo = load_demo()[0].model
     if tiny:
         stack = linear_stack(60e3)
@@ -137,9 +139,9 @@ def cases(tiny: bool) -> list[tuple[str, nn.Module, tuple[type, ...]]]:
         stack = linear_stack(50e6)
         conv = conv_net()
     return [
-        ("demo digits CNN", demo, (nn.Conv2d, nn.Linear)),
-        ("Linear stack (6 layers)", stack, (nn.Linear,)),
-        ("ResNet-like conv net", conv, (nn.Conv2d, nn.Linear)),
+        ("demo digits CNN", demo, (nn.Conv2d, nn.Linear), 1 if tiny else 31),
+        ("Linear stack (6 layers)", stack, (nn.Linear,), 1 if tiny else 5),
+        ("ResNet-like conv net", conv, (nn.Conv2d, nn.Linear), 1 if tiny else 15),
     ]
 
 
@@ -176,8 +178,10 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
             "proposed fused L1 pruning patched in (`benchmarks/proposals.py`; not in core yet)."
         ),
     )
-    reps = repeats if repeats is not None else (1 if tiny else 5)
-    for name, model, types in cases(tiny):
+    counts = []
+    for name, model, types, default_reps in cases(tiny):
+        reps = repeats if repeats is not None else default_reps
+        counts.append(f"{name} {reps}")
         r = measure(model, types, reps, warmup=0 if tiny else 1)
         fig.add(
             **{
@@ -192,7 +196,11 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
                 "proposal: fused L1 / bare torch": r["ratio_fused"],
             }
         )
-    fig.notes.append(f"median of {reps} alternating runs per side, after one warm-up round.")
+    fig.notes.append(
+        "medians of alternating rounds per side, after one warm-up round; rounds: "
+        + ", ".join(counts)
+        + "."
+    )
     for row in fig.rows:
         ratio = row["engine / bare torch"]
         fig.targets.append(
