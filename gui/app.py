@@ -70,7 +70,33 @@ def configure_application(app: object) -> None:
     app.setOrganizationName("Secateur")
     app.setApplicationName("Secateur")
     app.setApplicationDisplayName("Secateur")
+    app.setWindowIcon(app_icon())
     pg.setConfigOptions(antialias=True)
+
+
+def app_icon() -> object:
+    """The window icon, drawn (a pair of secateurs on green) so no image file is needed."""
+    from PySide6.QtCore import QRectF, Qt
+    from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
+
+    icon = QIcon()
+    for size in (16, 24, 32, 48, 64, 128, 256):
+        pixmap = QPixmap(size, size)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(QColor(46, 125, 50))
+        radius = size * 0.22
+        painter.drawRoundedRect(QRectF(0, 0, size, size), radius, radius)
+        font = QFont()
+        font.setPixelSize(int(size * 0.72))
+        painter.setFont(font)
+        painter.setPen(QColor("white"))
+        painter.drawText(QRectF(0, 0, size, size), int(Qt.AlignmentFlag.AlignCenter), "\u2702")
+        painter.end()
+        icon.addPixmap(pixmap)
+    return icon
 
 
 def _quiet_offscreen_messages() -> None:

@@ -36,6 +36,7 @@ AFTER_COLOR = QColor(33, 118, 204)
 BETTER_COLOR = QColor(46, 139, 87)
 WORSE_COLOR = QColor(214, 110, 40)
 HIGHLIGHT_COLOR = QColor(255, 196, 0, 70)
+PLANNED_COLOR = QColor(33, 118, 204, 45)
 MIN_ROWS = 8  # a model with few layers gets bars of the same thickness, not fat ones
 VISIBLE_ROWS = 28  # rows shown at once in the sparsity chart; the wheel scrolls the rest
 MAX_LABELLED_ROWS = 80  # bar-end value labels only up to this many layers
@@ -68,9 +69,9 @@ def _legend_swatch(color: QColor, text: str, parent: QWidget) -> QWidget:
     layout.setSpacing(4)
     swatch = QFrame(box)
     swatch.setFixedSize(12, 12)
-    swatch.setStyleSheet(
-        f"background: {color.name()}; border: 1px solid {color.darker(130).name()};"
-    )
+    fill = f"rgba({color.red()}, {color.green()}, {color.blue()}, {color.alpha()})"
+    edge = QColor(color.red(), color.green(), color.blue()).darker(130).name()
+    swatch.setStyleSheet(f"background: {fill}; border: 1px solid {edge};")
     layout.addWidget(swatch)
     layout.addWidget(QLabel(text, box))
     return box
@@ -127,6 +128,7 @@ class SparsityRow:
     before: float
     after: float | None
     detail: str = ""
+    planned: float | None = None  # before a run: the amount the settings will prune
 
 
 class SparsityChart(_ChartFrame):
@@ -141,7 +143,7 @@ class SparsityChart(_ChartFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(
             "Sparsity per layer",
-            [(BEFORE_COLOR, "before"), (AFTER_COLOR, "after")],
+            [(BEFORE_COLOR, "before"), (AFTER_COLOR, "after"), (PLANNED_COLOR, "planned")],
             parent,
         )
         self._rows: list[SparsityRow] = []
@@ -176,15 +178,26 @@ class SparsityChart(_ChartFrame):
         self._after = pg.BarGraphItem(
             x0=empty, y=empty, width=empty, height=0.36, brush=AFTER_COLOR, pen=None
         )
-        for bar in (self._highlight, self._before, self._after):
+        self._planned = pg.BarGraphItem(
+            x0=empty,
+            y=empty,
+            width=empty,
+            height=0.36,
+            brush=PLANNED_COLOR,
+            pen=pg.mkPen(AFTER_COLOR, width=1, style=Qt.PenStyle.DashLine),
+        )
+        for bar in (self._highlight, self._before, self._planned, self._after):
             widget.addItem(bar)
         self._labels: list[pg.TextItem] = []
         self._label_color = text
+        self._dim_color = QApplication.palette().color(QPalette.ColorRole.PlaceholderText)
         self._empty_text = pg.TextItem(
             "Open a model to see its layers", color=text, anchor=(0.5, 0.5)
         )
         widget.addItem(self._empty_text)
         self._empty_text.setPos(0.5, 0.5)
+        self._axis_left.setTicks([[], []])
+        view.setYRange(0, 1, padding=0)
         return widget
 
     # ---------------------------------------------------------------- updates
@@ -198,6 +211,13 @@ class SparsityChart(_ChartFrame):
         zeros = np.zeros(n)
         self._before.setOpts(x0=zeros, y=y - 0.19, width=before)
         self._after.setOpts(x0=zeros, y=y + 0.19, width=after)
+        rows = enumerate(self._rows)
+        planned = [(i, r.planned) for i, r in rows if r.after is None and r.planned]
+        self._planned.setOpts(
+            x0=np.zeros(len(planned)),
+            y=np.array([i + 0.19 for i, _ in planned], dtype=float),
+            width=np.array([p for _, p in planned], dtype=float),
+        )
         self._update_axis()
         self._update_labels(after)
         self._empty_text.setVisible(n == 0)
@@ -222,12 +242,18 @@ class SparsityChart(_ChartFrame):
             self._labels.append(label)
         for i, label in enumerate(self._labels):
             row = self._rows[i] if i < n else None
-            if row is None or row.after is None:
+            if row is None or (row.after is None and not row.planned):
                 label.setVisible(False)
                 continue
-            value = float(after[i])
-            label.setText(f"{100 * value:.1f}%")
-            label.setPos(min(value, 0.86) + 0.01, i + 0.19)
+            if row.after is not None:
+                value = float(after[i])
+                label.setText(f"{100 * value:.1f}%")
+                label.setColor(self._label_color)
+            else:
+                value = float(row.planned or 0.0)
+                label.setText(f"{100 * value:.4g}% planned")
+                label.setColor(self._dim_color)
+            label.setPos(min(value, 0.80) + 0.01, i + 0.19)
             label.setVisible(True)
 
     def highlight(self, name: str | None) -> None:
@@ -273,7 +299,12 @@ class SparsityChart(_ChartFrame):
 
     def tooltip_for(self, index: int) -> str:
         row = self._rows[index]
-        after = "not run yet" if row.after is None else f"{100 * row.after:.1f}%"
+        if row.after is not None:
+            after = f"{100 * row.after:.1f}%"
+        elif row.planned:
+            after = f"{100 * row.planned:.4g}% planned"
+        else:
+            after = "not run yet"
         text = f"{row.name} ({row.type})\nsparsity before {100 * row.before:.1f}%, after {after}"
         return f"{text}\n{row.detail}" if row.detail else text
 

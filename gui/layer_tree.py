@@ -23,7 +23,7 @@ from PySide6.QtCore import (
     Signal,
     Slot,
 )
-from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QPalette
+from PySide6.QtGui import QBrush, QColor, QFont, QKeySequence, QPainter, QPalette
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QDoubleSpinBox,
@@ -660,7 +660,26 @@ class AmountDelegate(QStyledItemDelegate):
 
 
 class LayerTreeView(QTreeView):
-    """The tree; Delete on a selected layer's amount resets it to the panel's amount."""
+    """The tree; Delete on a selected layer's amount resets it to the panel's amount.
+    Empty, it says how to open a model."""
+
+    PLACEHOLDER = (
+        "No model open.\n\nFile \u203a Open Model (Ctrl+O), File \u203a Open Demo "
+        "(Ctrl+Shift+D),\nor drop a model file here."
+    )
+
+    def paintEvent(self, event: Any) -> None:
+        super().paintEvent(event)
+        model = self.model()
+        if model is not None and model.rowCount() == 0:
+            painter = QPainter(self.viewport())
+            painter.setPen(self.palette().color(QPalette.ColorRole.PlaceholderText))
+            painter.drawText(
+                self.viewport().rect().adjusted(12, 12, -12, -12),
+                int(Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap),
+                self.PLACEHOLDER,
+            )
+            painter.end()
 
     def keyPressEvent(self, event: Any) -> None:
         if event.matches(QKeySequence.StandardKey.Delete) or event.key() == Qt.Key.Key_Backspace:

@@ -859,6 +859,8 @@ class MainWindow(QMainWindow):
             else "Nothing to do: check layers or turn on quantization"
         )
         self.settings.set_recipe_summary(summary)
+        if self.result is None and not self.jobs.busy:
+            self.sparsity_chart.set_rows(self._planned_rows())
 
     # ================================================================== run
     def run_compression(self) -> None:
@@ -988,17 +990,28 @@ class MainWindow(QMainWindow):
                 for row in report["layers"]
             ]
         else:
-            rows = [
-                SparsityRow(info.name or "(model)", info.type, info.sparsity or 0.0, None)
-                for info in self.layers
-                if info.sparsity is not None
-            ]
+            rows = self._planned_rows()
         self.sparsity_chart.set_rows(rows)
         self.sparsity_chart.highlight(self.tree.current_layer())
         self.metrics_chart.set_report(report)
         self.metrics_table.set_report(report)
         self.notes.set_notes(list(report.get("notes", [])) if report else [])
         self.cards.show_report(self.before_numbers, report)
+
+    def _planned_rows(self) -> list[SparsityRow]:
+        """Before a run: each layer's sparsity now and, light, what the settings will prune."""
+        model = self.tree.model
+        per_layer = not self.settings.prune_settings().is_global
+        rows = []
+        for info in self.layers:
+            if info.sparsity is None:
+                continue
+            amount = model.effective_amount(info.name) if per_layer else None
+            planned = amount if isinstance(amount, float) else None
+            rows.append(
+                SparsityRow(info.name or "(model)", info.type, info.sparsity, None, "", planned)
+            )
+        return rows
 
     # ================================================================= save
     def save_model_dialog(self) -> None:

@@ -316,9 +316,10 @@ class SettingsPanel(QWidget):
 
     def _build_data(self) -> None:
         box = self.data_box = QGroupBox("Data", self)
-        self.eval_row = DataRow("none: latency/fidelity need a shape", box)
+        self.eval_row = DataRow("none", box)
         self.eval_row.setToolTip("Measured on, never trained on: accuracy, fidelity, latency")
-        self.train_row = DataRow("none (only fine-tuning uses it)", box)
+        self.train_row = DataRow("none", box)
+        self.train_row.setToolTip("Only the fine-tune step trains, and only on this data")
         self.shape_edit = QLineEdit(box)
         self.shape_edit.setPlaceholderText("e.g. 1x3x224x224")
         self.shape_edit.setToolTip(

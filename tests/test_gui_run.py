@@ -293,3 +293,26 @@ def test_demo_recipe_is_applied_on_open(qtbot, demo_window):
     # the quantize settings preview which layers they select (after a short debounce)
     qtbot.waitUntil(lambda: model.index_of("fc1", Col.QUANT).data() == "int8 dyn.")
     assert model.index_of("conv1", Col.QUANT).data() == ""
+
+
+def test_closing_during_a_run_stops_it_cleanly(qtbot, demo_window):
+    window = demo_window
+    original = snapshot(window.loaded.model)
+    window.settings.finetune_box.setChecked(True)
+    window.settings.epochs_spin.setValue(500)
+    with qtbot.waitSignal(window.jobs.progress, timeout=RUN_TIMEOUT):
+        window.run_compression()
+    assert window.jobs.busy
+    window.close_without_asking()  # cancels, waits for the worker, stops its thread
+    assert not window.jobs.busy
+    for key, tensor in original.items():
+        assert torch.equal(window.loaded.model.state_dict()[key], tensor), key
+
+
+def test_planned_amounts_show_before_a_run(qtbot, demo_window):
+    window = demo_window
+    window.tree.model.set_override("fc1", 0.8)
+    qtbot.waitUntil(lambda: window.sparsity_chart._rows[3].planned == 0.8)
+    rows = {row.name: row for row in window.sparsity_chart._rows}
+    assert rows["conv1"].planned == 0.5 and rows["bn1"].planned is None
+    assert "80% planned" in window.sparsity_chart.tooltip_for(3)
