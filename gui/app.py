@@ -38,9 +38,11 @@ def run_app(argv: Sequence[str]) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "secateur"])
     configure_application(app)
 
+    from gui.jobs import freeze_long_lived_objects
     from gui.main_window import MainWindow
 
     window = MainWindow(options)
+    freeze_long_lived_objects()
     exit_code = [0]
 
     def finish(code: int) -> None:

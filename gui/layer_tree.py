@@ -549,16 +549,19 @@ class LayerTreeModel(QAbstractItemModel):
             touched.add(i)
         self._changed(touched, (Col.AFTER, Col.QUANT))
 
-    def set_partial(self, layer: Mapping[str, Any]) -> None:
-        """One layer done during a run (a Progress event's ``layer``)."""
-        i = self._ids.get(layer.get("name", ""))
-        if i is None:
-            return
-        if "sparsity_after" in layer:
-            self._after[i] = layer["sparsity_after"]
-        if layer.get("quantization"):
-            self._quant_after[i] = layer["quantization"]
-        self._changed({i}, (Col.AFTER, Col.QUANT))
+    def set_partial(self, layers: Iterable[Mapping[str, Any]]) -> None:
+        """Layers done during a run (Progress events' ``layer``), shown as they come."""
+        touched: set[int] = set()
+        for layer in layers:
+            i = self._ids.get(layer.get("name", ""))
+            if i is None:
+                continue
+            if "sparsity_after" in layer:
+                self._after[i] = layer["sparsity_after"]
+            if layer.get("quantization"):
+                self._quant_after[i] = layer["quantization"]
+            touched.add(i)
+        self._changed(touched, (Col.AFTER, Col.QUANT))
 
     def results(self) -> tuple[dict[str, float | None], dict[str, str | None]]:
         """A snapshot of the shown results, to restore after a cancelled run."""

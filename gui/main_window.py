@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Callable
 from functools import partial
@@ -40,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import demo as core_demo
+from core.cli import human_bytes
 from core.data import Dataset, load_data
 from core.engine import CompressionResult, Progress
 from core.errors import ModelLoadError, RecipeError, SaveError, TrustRequiredError, UserError
@@ -53,7 +55,7 @@ from gui.charts import MetricsChart, SparsityChart, SparsityRow
 from gui.jobs import Opened, compress_job, load_job, save_job, warm_up_job
 from gui.layer_tree import LayerTreePanel, amount_text, is_conv, is_linear
 from gui.options import Options
-from gui.recipe_state import WindowState, build_recipe, state_from_recipe
+from gui.recipe_state import PruneSettings, WindowState, build_recipe, state_from_recipe
 from gui.results import MetricsTable, NotesLabel, SummaryCards
 from gui.settings_panel import SettingsPanel
 from gui.worker import JobRunner
@@ -387,8 +389,6 @@ class MainWindow(QMainWindow):
         """A message box (or, when scripted, one line on stderr and an exit code)."""
         self.log(f"error: {exc if isinstance(exc, UserError) else repr(exc)}")
         if self.options.scripted:
-            import sys
-
             print(f"secateur: error: {exc}", file=sys.stderr)
             if trace and not isinstance(exc, UserError):
                 print(trace, file=sys.stderr)
@@ -571,7 +571,7 @@ class MainWindow(QMainWindow):
             self._apply_recipe(recipe, quiet=True)
         else:
             self._apply_defaults()
-        self._opened_recipe = self._current_recipe_or_none()
+        self._opened_recipe = recipe  # what Reset goes back to (None: the defaults)
         self._show_results(None)
         if loaded.path is not None and loaded.format != "demo":
             prefs.add_recent_file(loaded.path)
@@ -591,8 +591,6 @@ class MainWindow(QMainWindow):
 
     def _apply_defaults(self) -> None:
         """A new model: every prunable Linear and Conv layer checked, half of each pruned."""
-        from gui.recipe_state import PruneSettings
-
         self.settings.set_prune_settings(PruneSettings())
         self.settings.set_finetune(None)
         self.settings.set_quantize(None)
@@ -701,12 +699,6 @@ class MainWindow(QMainWindow):
         if self.loaded is None:
             raise RecipeError("no model is open")
         return build_recipe(self.loaded.model, self.layers, self.window_state())
-
-    def _current_recipe_or_none(self) -> Recipe | None:
-        try:
-            return self.current_recipe()
-        except UserError:
-            return None
 
     def apply_recipe(self, recipe: Recipe) -> bool:
         """Set the tree and the settings from a recipe; False (after a message) if it fails."""
@@ -909,8 +901,7 @@ class MainWindow(QMainWindow):
                 self.progress.setRange(0, 0)
             self._status(event.message[:1].upper() + event.message[1:] + "\u2026")
         if self.jobs.job_name == "compress":
-            for layer in layers:
-                self.tree.model.set_partial(layer)
+            self.tree.model.set_partial(layers)
             if event is not None:
                 self.log(event.message)
 
@@ -971,7 +962,8 @@ class MainWindow(QMainWindow):
             f"Done in {seconds:.1f} s \u2014 size {ratio:.2f}\u00d7 of the original; "
             "File \u203a Save Compressed Model to keep it"
         )
-        self.tabs.setCurrentWidget(self.sparsity_chart)
+        if self.tabs.currentWidget() is self.log_view:
+            self.tabs.setCurrentWidget(self.sparsity_chart)
         self.runFinished.emit(result)
 
     # ============================================================== results
@@ -1100,8 +1092,6 @@ class MainWindow(QMainWindow):
         self.metrics_table.set_report(report)
         self._set_modified(False)
         rt = outcome.round_trip
-        from core.cli import human_bytes
-
         state = {True: "ok", False: "FAILED", None: "not checked"}[rt.get("ok")]
         err = rt.get("max_abs_error")
         detail = f" (max abs error {err:.3g})" if isinstance(err, float) else ""

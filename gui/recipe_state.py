@@ -136,6 +136,14 @@ def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, li
         )
     amounts = Counter(item.rule.amount for item in plan.values() if item.rule.method == method)
     amount = _base_amount(plan, amounts)
+    if isinstance(amount, int):  # the panel's amount is a fraction: counts go per layer
+        fractions = [a for a in amounts if isinstance(a, float)]
+        amount = fractions[0] if fractions else 0.5
+        if method == "global_unstructured":
+            warnings.append(
+                f"{recipe.source}: a global amount given as a count of weights cannot be "
+                f"shown; the window uses {amount:g} of all checked weights instead"
+            )
     state.prune = PruneSettings(method, amount, n, dim, permanent)
     state.checked = list(plan)
     if method != "global_unstructured":

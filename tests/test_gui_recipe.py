@@ -194,3 +194,14 @@ def test_build_recipe_prefers_types_then_names(demo_window):
     state = WindowState(checked=["conv1", "fc2"])
     rule = build_recipe(model, layers, state).prune[0]
     assert rule.layers == ["conv1", "fc2"] and rule.types is None
+
+
+def test_counts_become_per_layer_amounts(demo_window):
+    recipe = parse_recipe(
+        "version: 1\nprune:\n  - {layers: [fc1, fc2], amount: 100}\n", "counts.yaml"
+    )
+    assert demo_window.apply_recipe(recipe)
+    assert demo_window.tree.model.overrides() == {"fc1": 100, "fc2": 100}
+    rebuilt = demo_window.current_recipe()
+    plan = {r.amount for r in rebuilt.prune[1:]}
+    assert plan == {100} and rebuilt.prune[-1].layers == ["fc1", "fc2"]

@@ -316,3 +316,18 @@ def test_planned_amounts_show_before_a_run(qtbot, demo_window):
     rows = {row.name: row for row in window.sparsity_chart._rows}
     assert rows["conv1"].planned == 0.5 and rows["bn1"].planned is None
     assert "80% planned" in window.sparsity_chart.tooltip_for(3)
+
+
+def test_escape_cancels_a_run(qtbot, demo_window):
+    from PySide6.QtTest import QTest
+
+    window = demo_window
+    window.settings.finetune_box.setChecked(True)
+    window.settings.epochs_spin.setValue(500)
+    window.activateWindow()
+    with qtbot.waitSignal(window.jobs.progress, timeout=RUN_TIMEOUT):
+        window.run_compression()
+    assert window.act_cancel.isEnabled() and not window.act_run.isEnabled()
+    with qtbot.waitSignal(window.runCancelled, timeout=RUN_TIMEOUT):
+        QTest.keyClick(window.tree.view, Qt.Key.Key_Escape)
+    assert window.act_run.isEnabled()
