@@ -44,7 +44,14 @@ from core import demo as core_demo
 from core.cli import human_bytes
 from core.data import Dataset, load_data
 from core.engine import CompressionResult, Progress
-from core.errors import ModelLoadError, RecipeError, SaveError, TrustRequiredError, UserError
+from core.errors import (
+    ModelLoadError,
+    RecipeError,
+    SaveError,
+    TrustRequiredError,
+    UnsupportedError,
+    UserError,
+)
 from core.inventory import LayerInfo
 from core.loading import LoadedModel
 from core.quantization import describe, plan_quantization
@@ -586,8 +593,21 @@ class MainWindow(QMainWindow):
         )
         for note in loaded.notes:
             self.log(f"note: {note}")
-        self._status(f"Opened {loaded.display_name}: check layers, choose settings, Compress")
+        if loaded.eager:
+            self._status(f"Opened {loaded.display_name}: check layers, choose settings, Compress")
+        else:
+            self.log(f"note: {self._not_eager_note()}")
+            self._status(self._not_eager_note())
         self.modelLoaded.emit()
+
+    def _not_eager_note(self) -> str:
+        kind = {"torchscript": "A TorchScript", "exported": "An exported (.pt2)"}.get(
+            self.loaded.format if self.loaded else "", "This"
+        )
+        return (
+            f"{kind} model can be inspected but not pruned or quantized: open its state dict "
+            "with the architecture (or the pickled model) to compress it"
+        )
 
     def _apply_defaults(self) -> None:
         """A new model: every prunable Linear and Conv layer checked, half of each pruned."""
@@ -845,6 +865,9 @@ class MainWindow(QMainWindow):
                 self.settings.set_quant_preview("")
         if self.settings.finetune() is not None:
             parts.append("fine-tune")
+        if not self.loaded.eager:
+            self.settings.set_recipe_summary(self._not_eager_note())
+            return
         summary = (
             "Recipe: " + ", ".join(parts)
             if parts
@@ -863,6 +886,11 @@ class MainWindow(QMainWindow):
             shape = self.settings.input_shape()
         except UserError as exc:
             self.show_error(exc)
+            return
+        if not self.loaded.eager:
+            self.show_error(
+                UnsupportedError(f"{self.loaded.display_name}: {self._not_eager_note()}")
+            )
             return
         if recipe.is_empty():
             self.show_error(

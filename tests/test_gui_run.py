@@ -331,3 +331,16 @@ def test_escape_cancels_a_run(qtbot, demo_window):
     with qtbot.waitSignal(window.runCancelled, timeout=RUN_TIMEOUT):
         QTest.keyClick(window.tree.view, Qt.Key.Key_Escape)
     assert window.act_run.isEnabled()
+
+
+def test_torchscript_model_is_shown_but_not_compressed(qtbot, window, message_boxes, tmp_path):
+    from core.demo import build_model
+
+    path = tmp_path / "scripted.pt"
+    torch.jit.save(torch.jit.trace(build_model(), torch.randn(1, 1, 8, 8)), path)
+    with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
+        window.open_model(path)
+    assert window.loaded.format == "torchscript" and window.layers
+    window.run_compression()
+    assert "can be inspected but not pruned or quantized" in message_boxes[-1][1]
+    assert not window.jobs.busy
