@@ -34,7 +34,7 @@ from typing import Any
 from benchmarks.common import Figure, Target, child_env, run_child
 
 TARGET = 2.2
-PROPOSAL_ROWS = (["fused"], ["mallopt"], ["fused", "mallopt"])
+PROPOSAL_ROWS = (["fused"], ["trim"], ["fused", "trim"])
 STATUS = Path("/proc/self/status")
 CLEAR_REFS = Path("/proc/self/clear_refs")
 

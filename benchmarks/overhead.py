@@ -218,7 +218,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", type=float, default=50e6)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--profile", choices=["demo", "stack", "conv"], help="cProfile the engine")
     args = parser.parse_args()
+    if args.profile:
+        import cProfile
+        import pstats
+
+        index = {"demo": 0, "stack": 1, "conv": 2}[args.profile]
+        _, model, types, _ = cases(tiny=False)[index]
+        engine(model, types)  # warm-up
+        profiler = cProfile.Profile()
+        profiler.enable()
+        for _ in range(args.repeats):
+            engine(model, types)
+        profiler.disable()
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+        return
     model = linear_stack(args.params)
     n = parameters(model)
     r = measure(model, (nn.Linear,), args.repeats)

@@ -10,7 +10,10 @@ them only in rows labelled "proposal".
   OS instead of staying in the heap (glibc raises the threshold dynamically to the size of
   the last freed mmapped block, up to 32 MiB, after which layer-sized blocks are
   heap-allocated and retained).
-- ``trim``: call glibc's ``malloc_trim(0)`` after every layer instead.
+- ``trim``: call glibc's ``malloc_trim(0)`` after every layer (at each progress event):
+  the freed blocks go back to the OS at ~2 ms a call, with no slowdown elsewhere (mallopt's
+  fixed threshold costs a page fault per fresh page of every large allocation: the engine
+  ran ~40% slower with it on the 50M stack).
 """
 
 from __future__ import annotations

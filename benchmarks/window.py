@@ -163,6 +163,61 @@ def child(count: int, repeats: int) -> dict[str, Any]:
     }
 
 
+def profile_load(count: int) -> None:
+    """Where opening a model goes, without Qt: gui.jobs.load_job's steps timed one by one,
+    and the longest a main thread waits (1 ms ticks) while the job runs in another thread,
+    with the garbage collector on and off."""
+    import gc
+    import threading
+
+    import torch
+
+    from core.engine import run
+    from core.inventory import inventory
+    from core.loading import load_model
+    from core.metrics import parameter_counts, state_dict_bytes
+    from gui.jobs import load_job
+
+    folder = Path(tempfile.mkdtemp(prefix="secateur-bench-"))
+    path = folder / "tree.pt"
+    torch.save(many_modules(count), path)
+    model = load_model(path, trust=True).model
+    steps = {
+        "load_model (the floor)": lambda: load_model(path, trust=True),
+        "inventory(model)": lambda: inventory(model),
+        "parameter_counts(model)": lambda: parameter_counts(model),
+        "state_dict_bytes(model)": lambda: state_dict_bytes(model),
+        "load_job, whole": lambda: run(load_job(path, None, True, lambda: False)),
+    }
+    for label, step in steps.items():
+        t0 = time.perf_counter()
+        step()
+        print(f"{label:28s} {time.perf_counter() - t0:6.3f} s")
+
+    def worst_gap(job: Any) -> float:
+        finished = threading.Event()
+        thread = threading.Thread(target=lambda: (job(), finished.set()))
+        worst, last = 0.0, time.perf_counter()
+        thread.start()
+        while not finished.is_set():
+            time.sleep(0.001)
+            now = time.perf_counter()
+            worst, last = max(worst, now - last), now
+        thread.join()
+        return worst * 1000
+
+    def without_gc() -> None:
+        gc.disable()
+        try:
+            run(load_job(path, None, True, lambda: False))
+        finally:
+            gc.enable()
+
+    job = steps["load_job, whole"]
+    print(f"main-thread gap while load_job runs in a thread: {worst_gap(job):.0f} ms")
+    print(f"  the same with gc disabled during the job:     {worst_gap(without_gc):.0f} ms")
+
+
 def run_window_child(count: int, repeats: int, env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
         [PYTHON, "-m", "benchmarks.window", "--child", str(count), str(repeats)],
@@ -353,7 +408,11 @@ def main() -> None:
         return
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
+    parser.add_argument("--profile", type=int, metavar="MODULES", help="profile opening")
     args = parser.parse_args(argv)
+    if args.profile:
+        profile_load(args.profile)
+        return
     for fig in figures(args.tiny):
         print(fig.markdown())
 
