@@ -724,6 +724,7 @@ class LayerTreePanel(QWidget):
         self.view = LayerTreeView(self)
         self.view.setModel(self.proxy)
         self.view.setUniformRowHeights(True)
+        self.view.setTextElideMode(Qt.TextElideMode.ElideMiddle)  # keep both ends of names
         self.view.setAlternatingRowColors(True)
         self.view.setSelectionMode(QAbstractItemView.SelectionMode.ExtendedSelection)
         self.view.setSelectionBehavior(QAbstractItemView.SelectionBehavior.SelectRows)
@@ -740,10 +741,10 @@ class LayerTreePanel(QWidget):
         header.setStretchLastSection(False)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignCenter)
         widths = {
-            Col.NAME: 158,
-            Col.TYPE: 84,
+            Col.NAME: 152,
+            Col.TYPE: 92,
             Col.PARAMS: 62,
-            Col.SHAPE: 76,
+            Col.SHAPE: 74,
             Col.BEFORE: 54,
             Col.AFTER: 54,
             Col.QUANT: 74,
@@ -782,8 +783,22 @@ class LayerTreePanel(QWidget):
             return
         if len(layers) <= 300:
             self.view.expandAll()
+            self._fit_columns()
         else:  # a big model: the top two levels, the rest on demand
             self.view.expandToDepth(0)
+
+    def _fit_columns(self) -> None:
+        """Columns as wide as their content (small models only: it reads every row)."""
+        header = self.view.header()
+        metrics = header.fontMetrics()
+        for col in Col:
+            title = max(
+                (metrics.horizontalAdvance(line) for line in HEADERS[col][0].splitlines()),
+                default=0,
+            )
+            floor = 72 if col == Col.QUANT else 0  # 'int8 w-only' appears after the preview
+            wanted = max(self.view.sizeHintForColumn(col), title + 8, floor)
+            header.resizeSection(col, min(wanted + 2, 260 if col == Col.NAME else 140))
 
     def select_layer(self, name: str) -> None:
         """Make ``name`` the current row (expanding its parents) and scroll to it."""
