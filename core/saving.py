@@ -43,6 +43,10 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
         raise SaveError(f"{path}: cannot write in {folder} ({exc.strerror})") from None
     tmp = Path(tmp_name)
     try:
+        # mkstemp creates the file owner-only; a saved model gets the usual permissions.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as fh:
             yield fh
             fh.flush()

@@ -188,3 +188,14 @@ def test_memory_estimate_warns_when_it_will_not_fit() -> None:
     tight = estimate(model, recipe, available=size)
     assert not tight.fits and "GiB is available" in (tight.warning() or "")
     assert roomy.peak_bytes >= 2 * size
+
+
+def test_saved_file_gets_usual_permissions(tmp_path) -> None:
+    from core.saving import atomic_write_bytes
+
+    umask = os.umask(0o022)
+    try:
+        atomic_write_bytes(tmp_path / "r.json", b"{}")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
