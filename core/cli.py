@@ -64,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
     c.add_argument("--skip-metrics", action="store_true", help="sizes and sparsity only")
     c.add_argument("--force", action="store_true", help="allow overwriting the input model")
+    c.add_argument(
+        "--threads", type=int, default=1, help="threads for the latency measurement (default 1)"
+    )
 
     s = sub.add_parser("sensitivity", help="prune (or quantize) one layer at a time and measure")
     s.add_argument("model", nargs="?", help="model file (or --demo)")
@@ -198,6 +201,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
             train_data=train if recipe.finetune else None,
             input_shape=input_shape,
             skip_metrics=args.skip_metrics,
+            latency_threads=_threads(args.threads),
         ),
         bar.update,
     )
@@ -228,6 +232,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     if args.report:
         atomic_write_bytes(Path(args.report), (json.dumps(report, indent=2) + "\n").encode())
     return 0
+
+
+def _threads(value: int) -> int:
+    if value < 1:
+        raise UserError(f"--threads: {value} must be at least 1")
+    return value
 
 
 def _parse_amounts(text: str) -> list[float]:
