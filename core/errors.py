@@ -24,6 +24,10 @@ class TrustRequiredError(ModelLoadError):
     """The file can run code when loaded and the user has not agreed to that."""
 
 
+class ArchRequiredError(ModelLoadError):
+    """The file holds weights only (a state dict): its architecture must be given."""
+
+
 class RecipeError(UserError):
     """The recipe is invalid: the message names the field and the bad value."""
 

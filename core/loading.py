@@ -31,7 +31,13 @@ import torch
 from torch import nn
 
 from core import compat
-from core.errors import ModelLoadError, TrustRequiredError, UserError, first_line
+from core.errors import (
+    ArchRequiredError,
+    ModelLoadError,
+    TrustRequiredError,
+    UserError,
+    first_line,
+)
 
 ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
@@ -313,7 +319,7 @@ def build_arch(spec: str) -> nn.Module:
 def _from_state_dict(state: dict[str, torch.Tensor], path: Path, arch: str | None) -> LoadedModel:
     name = path.name
     if arch is None:
-        raise ModelLoadError(
+        raise ArchRequiredError(
             f"{name}: holds a state dict (weights only): give its architecture with "
             "--arch FILE.py:callable"
         )

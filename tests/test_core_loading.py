@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import save_file
 from toy_models import identical, mlp, state_of
 
-from core.errors import ModelLoadError, TrustRequiredError
+from core.errors import ArchRequiredError, ModelLoadError, TrustRequiredError
 from core.loading import detect_format, load_demo, load_model
 
 ARCH_FILE = str(Path(__file__).with_name("toy_models.py"))
@@ -64,7 +64,7 @@ def test_safetensors(tmp_path) -> None:
 def test_state_dict_needs_arch(tmp_path) -> None:
     path = tmp_path / "model.pt"
     torch.save(mlp().state_dict(), path)
-    with pytest.raises(ModelLoadError, match=r"model\.pt: holds a state dict .* --arch"):
+    with pytest.raises(ArchRequiredError, match=r"model\.pt: holds a state dict .* --arch"):
         load_model(path)
 
 
