@@ -19,6 +19,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import argparse
+import inspect
 import statistics
 from typing import Any
 
@@ -34,6 +35,7 @@ from benchmarks.common import (
     mlp,
     parameters,
 )
+from core.engine import compress
 from core.metrics import paired_latency_ms
 
 SLOWER = 1.05  # the engine's own threshold for saying "slower on this machine"
@@ -63,17 +65,22 @@ def measure_case(
     budget_s: float,
     min_runs: int,
     engine_view: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Compress once, then time original vs compressed alternately at each batch size.
 
     With ``engine_view`` the compression measures its own metrics at batch 1, as the CLI
     and the window do: its latency ratio and whether it said "slower" are returned too."""
+    extra: dict[str, Any] = {}
+    if threads is not None and "latency_threads" in inspect.signature(compress).parameters:
+        extra["latency_threads"] = threads
     result = compress_quiet(
         model,
         scheme.recipe(types),
         input_shape=(1, *sample),
         latency_batch=1,
         skip_metrics=not engine_view,
+        **extra,
     )
     report = result.report
     lb, la = report["before"]["latency_ms"], report["after"]["latency_ms"]
@@ -127,104 +134,139 @@ def remeasure_disturbed(
 
 def figures(tiny: bool = False) -> list[Figure]:
     budget, min_runs = (0.005, 1) if tiny else (2.0, 15)
-    threads = torch.get_num_threads()
+    default = torch.get_num_threads()
+    counts = [1] if tiny else sorted({1, default})
     figs = []
-    for index, (name, model, sample, types) in enumerate(models(tiny)):
-        fig = Figure(
-            key=f"latency_{index}",
-            title=f"2{'ab'[index]}. Latency after compression: {name}",
-            columns=[
-                "scheme",
-                "layers quantized",
-                "batch 1: original ms",
-                "batch 1: compressed ms",
-                "batch 1 ratio",
-                "batch 32: original ms",
-                "batch 32: compressed ms",
-                "batch 32 ratio",
-                "engine report, batch 1",
-                "engine says slower",
-            ],
-            ratios=["batch 1 ratio", "batch 32 ratio", "engine report, batch 1"],
-            formats={
-                "batch 1: original ms": ".3f",
-                "batch 1: compressed ms": ".3f",
-                "batch 32: original ms": ".2f",
-                "batch 32: compressed ms": ".2f",
-            },
-            intro=(
-                f"{parameters(model):,} parameters; input {'x'.join(map(str, sample))} per "
-                f"sample; {threads} threads. Ratio = compressed / original forward time "
-                "(below 1 is faster); **SLOWER** marks a ratio above "
-                f"{SLOWER:.2f}. int8 schemes quantize nn.Linear only; fp16/bf16 cast "
-                f"{' and '.join(types)} (inputs cast in, outputs cast back)."
-            ),
-        )
-        # A tiny run checks the engine's own report for one scheme only (it spends up to a
-        # second on latency).
-        results = [
-            measure_case(
-                model, sample, types, s, BATCHES, budget, min_runs, not tiny or s == SCHEMES[0]
+    cases = [(m, t) for m in models(tiny) for t in counts]
+    try:
+        for index, ((name, model, sample, types), threads) in enumerate(cases):
+            torch.set_num_threads(threads)
+            figs.append(
+                latency_figure(index, name, model, sample, types, threads, tiny, budget, min_runs)
             )
-            for s in SCHEMES
-        ]
-        again = remeasure_disturbed(model, sample, results, budget, min_runs)
-        for scheme, r in zip(SCHEMES, results):
-
-            def mark(ratio: float) -> str:
-                return f"{ratio:.3f}" + (" **SLOWER**" if ratio > SLOWER else "")
-
-            row: dict[str, Any] = {
-                "scheme": scheme.label,
-                "layers quantized": r["quantized_layers"],
-                "engine report, batch 1": r["engine_ratio"],
-                "engine says slower": r["said_slower"],
-            }
-            for batch in BATCHES:
-                before, after, ratio = r[f"b{batch}"]
-                row[f"batch {batch}: original ms"] = before
-                row[f"batch {batch}: compressed ms"] = after
-                row[f"batch {batch} ratio"] = ratio
-            fig.add(marks={f"batch {b} ratio": mark(r[f"b{b}"][2]) for b in BATCHES}, **row)
-        fig.notes.append(
-            f"paired measurement: at least {min_runs} runs per side (in blocks of 3, "
-            f"alternating) within a {budget:.1f} s budget per batch size, after warm-up; "
-            "medians. The engine-report column is an independent run of "
-            "`compress(..., input_shape=(1, ...))`, as the CLI and the window show it."
-        )
-        if again:
-            fig.notes.append(
-                f"{again} measurement(s) were taken again because the original model's own "
-                f"time was over {DISTURBED:.0f}x its median across the table (other load on "
-                "this shared machine); the least disturbed pair is shown."
-            )
-        for r in results:
-            del r["model"]
-        slower = [
-            f"{row['scheme']} at batch {b}"
-            for row in fig.rows
-            for b in BATCHES
-            if row[f"batch {b} ratio"] > SLOWER
-        ]
-        # The product's promise: whenever its own measurement is slower, it says so.
-        checked = [row for row in fig.rows if row["engine says slower"] is not None]
-        unsaid = [
-            row["scheme"]
-            for row in checked
-            if (row["engine report, batch 1"] or 0) > SLOWER and not row["engine says slower"]
-        ]
-        fig.targets.append(
-            Target(
-                f"latency, {name}: slower cases are named",
-                "the CLI/window say so where a scheme is slower",
-                f"{len(slower)} of {2 * len(fig.rows)} cases slower here; engine report "
-                + (f"silent for: {', '.join(unsaid)}" if unsaid else "said so in every case")
-                + f" ({len(checked)} checked at batch 1)",
-                not unsaid,
-            )
-        )
-        figs.append(fig)
+    finally:
+        torch.set_num_threads(default)
     return figs
+
+
+def latency_figure(
+    index: int,
+    name: str,
+    model: Any,
+    sample: tuple[int, ...],
+    types: tuple[str, ...],
+    threads: int,
+    tiny: bool,
+    budget: float,
+    min_runs: int,
+) -> Figure:
+    """One table: every scheme on one model at one thread count."""
+    fig = Figure(
+        key=f"latency_{index}",
+        title=f"2{'abcd'[index]}. Latency after compression: {name}, "
+        f"{threads} thread{'s' if threads > 1 else ''}",
+        columns=[
+            "scheme",
+            "layers quantized",
+            "batch 1: original ms",
+            "batch 1: compressed ms",
+            "batch 1 ratio",
+            "batch 32: original ms",
+            "batch 32: compressed ms",
+            "batch 32 ratio",
+            "engine report, batch 1",
+            "engine says slower",
+        ],
+        ratios=["batch 1 ratio", "batch 32 ratio", "engine report, batch 1"],
+        formats={
+            "batch 1: original ms": ".3f",
+            "batch 1: compressed ms": ".3f",
+            "batch 32: original ms": ".2f",
+            "batch 32: compressed ms": ".2f",
+        },
+        intro=(
+            f"{parameters(model):,} parameters; input {'x'.join(map(str, sample))} per "
+            f"sample; torch at {threads} thread{'s' if threads > 1 else ''} (the engine's "
+            "own report measures at 1 thread by default: single-stream latency, steadier "
+            "on a shared machine). Ratio = compressed / original forward time "
+            "(below 1 is faster); **SLOWER** marks a ratio above "
+            f"{SLOWER:.2f}. int8 schemes quantize nn.Linear only; fp16/bf16 cast "
+            f"{' and '.join(types)} (inputs cast in, outputs cast back)."
+        ),
+    )
+    # A tiny run checks the engine's own report for one scheme only (it spends up to a
+    # second on latency).
+    results = [
+        measure_case(
+            model,
+            sample,
+            types,
+            s,
+            BATCHES,
+            budget,
+            min_runs,
+            not tiny or s == SCHEMES[0],
+            threads,
+        )
+        for s in SCHEMES
+    ]
+    again = remeasure_disturbed(model, sample, results, budget, min_runs)
+    for scheme, r in zip(SCHEMES, results):
+
+        def mark(ratio: float) -> str:
+            return f"{ratio:.3f}" + (" **SLOWER**" if ratio > SLOWER else "")
+
+        row: dict[str, Any] = {
+            "scheme": scheme.label,
+            "layers quantized": r["quantized_layers"],
+            "engine report, batch 1": r["engine_ratio"],
+            "engine says slower": r["said_slower"],
+        }
+        for batch in BATCHES:
+            before, after, ratio = r[f"b{batch}"]
+            row[f"batch {batch}: original ms"] = before
+            row[f"batch {batch}: compressed ms"] = after
+            row[f"batch {batch} ratio"] = ratio
+        fig.add(marks={f"batch {b} ratio": mark(r[f"b{b}"][2]) for b in BATCHES}, **row)
+    fig.notes.append(
+        f"paired measurement: at least {min_runs} runs per side (in blocks of 3, "
+        f"alternating) within a {budget:.1f} s budget per batch size, after warm-up; "
+        "medians. The engine-report column is an independent run of "
+        f"`compress(..., input_shape=(1, ...), latency_threads={threads})`, as the CLI and "
+        "the window show it."
+    )
+    if again:
+        fig.notes.append(
+            f"{again} measurement(s) were taken again because the original model's own "
+            f"time was over {DISTURBED:.1f}x its median across the table (other load on "
+            "this shared machine); the least disturbed pair is shown."
+        )
+    for r in results:
+        del r["model"]
+    slower = [
+        f"{row['scheme']} at batch {b}"
+        for row in fig.rows
+        for b in BATCHES
+        if row[f"batch {b} ratio"] > SLOWER
+    ]
+    # The product's promise: whenever its own measurement is slower, it says so.
+    checked = [row for row in fig.rows if row["engine says slower"] is not None]
+    unsaid = [
+        row["scheme"]
+        for row in checked
+        if (row["engine report, batch 1"] or 0) > SLOWER and not row["engine says slower"]
+    ]
+    fig.targets.append(
+        Target(
+            f"latency, {name}, {threads} thread(s): slower cases are named",
+            "the CLI/window say so where a scheme is slower",
+            f"{len(slower)} of {2 * len(fig.rows)} cases slower here; engine report "
+            + (f"silent for: {', '.join(unsaid)}" if unsaid else "said so in every case")
+            + f" ({len(checked)} checked at batch 1)",
+            not unsaid,
+        )
+    )
+    return fig
 
 
 def main() -> None:
