@@ -1,4 +1,4 @@
-"""The window's jobs as plain generators (no Qt): load a model, compress, save.
+"""The window's jobs as plain generators (no Qt): load a model, compress, sweep, save.
 
 Each yields ``core.engine.Progress`` events and returns its result, like the core's
 ``compress``, so ``gui.worker.JobRunner`` runs all of them the same way and tests can drive
@@ -21,6 +21,7 @@ from core.loading import LoadedModel, load_demo, load_model
 from core.metrics import parameter_counts, state_dict_bytes
 from core.recipe import Recipe
 from core.saving import SaveOutcome, save_model
+from core.sensitivity import SweepEvent, SweepResult, SweepSettings, sweep
 
 
 @dataclass
@@ -105,6 +106,19 @@ def compress_job(
         input_shape=input_shape,
         should_stop=should_stop,
     )
+    return result
+
+
+def sensitivity_job(
+    loaded: LoadedModel,
+    data: Dataset,
+    settings: SweepSettings,
+    should_stop: Callable[[], bool],
+) -> Generator[SweepEvent, None, SweepResult]:
+    """The core's sensitivity sweep (cached per model, data and settings). Every finished
+    layer's curve rides on its event's ``layer``, so the window draws it at once."""
+    yield SweepEvent(0, 0, f"sensitivity of {loaded.display_name}: preparing")
+    result = yield from sweep(loaded.model, data, settings, should_stop=should_stop)
     return result
 
 

@@ -1,6 +1,6 @@
 """The main window: layer tree (left), results tabs (centre), settings (right), progress
-(bottom). It owns the opened model, the data and the last result, and runs every job
-(load, compress, save) through one ``JobRunner``."""
+(bottom). It owns the opened model, the data, the last result and the last sensitivity
+sweep, and runs every job (load, compress, sweep, save) through one ``JobRunner``."""
 
 from __future__ import annotations
 
@@ -42,7 +42,7 @@ from PySide6.QtWidgets import (
 
 from core import demo as core_demo
 from core.cli import human_bytes
-from core.data import Dataset, load_data
+from core.data import Dataset, load_data, random_data
 from core.engine import CompressionResult, Progress
 from core.errors import (
     ModelLoadError,
@@ -57,14 +57,22 @@ from core.loading import LoadedModel
 from core.quantization import describe, plan_quantization
 from core.recipe import Recipe, dump_recipe, load_recipe
 from core.saving import SaveOutcome, atomic_write_bytes, default_format
+from core.sensitivity import SweepResult, SweepSettings, allocate, predicted
 from gui import dialogs, prefs, qt_fixes
-from gui.charts import MetricsChart, SparsityChart, SparsityRow
-from gui.jobs import Opened, compress_job, load_job, save_job, warm_up_job
+from gui.charts import LossChart, MetricsChart, SparsityChart, SparsityRow
+from gui.jobs import Opened, compress_job, load_job, save_job, sensitivity_job, warm_up_job
 from gui.layer_tree import LayerTreePanel, amount_text, is_conv, is_linear
 from gui.options import Options
-from gui.recipe_state import PruneSettings, WindowState, build_recipe, state_from_recipe
+from gui.recipe_state import (
+    PruneSettings,
+    WindowState,
+    build_recipe,
+    selection_patterns,
+    state_from_recipe,
+)
 from gui.results import MetricsTable, NotesLabel, SummaryCards
-from gui.settings_panel import SettingsPanel
+from gui.sensitivity_tab import SensitivityPanel, drop_text, metric_label, metric_text
+from gui.settings_panel import SCHEMES, SettingsPanel
 from gui.worker import JobRunner
 
 qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
@@ -99,6 +107,10 @@ class MainWindow(QMainWindow):
     runCancelled = Signal()
     runFailed = Signal(object)  # the exception
     saved = Signal(object)  # SaveOutcome
+    sweepFinished = Signal(object)  # SweepResult
+    sweepCancelled = Signal()
+    sweepFailed = Signal(object)  # the exception
+    amountsAllocated = Signal(dict)  # the automatic per-layer amounts now in the tree
     exitRequested = Signal(int)  # scripted mode: the exit code
 
     def __init__(self, options: Options | None = None) -> None:
@@ -118,6 +130,11 @@ class MainWindow(QMainWindow):
         self._after_load: list[Callable[[], None]] = []
         self._load_request: tuple[Path | None, str | None, bool] | None = None
         self._results_snapshot: Any = None
+        self.sensitivity: dict[str, Any] | None = None  # the last complete sweep's data
+        self.sensitivity_cached = False
+        self._sweep_before: tuple[dict[str, Any] | None, bool] | None = None
+        self._sweep_started = 0.0
+        self._run_epochs = 0
         self._run_started = 0.0
         self._force_close = False
 
@@ -164,10 +181,16 @@ class MainWindow(QMainWindow):
         mono.setStyleHint(QFont.StyleHint.TypeWriter)
         self.log_view.setFont(mono)
 
+        self.sensitivity_panel = SensitivityPanel(self)
+        self.sensitivity_chart = self.sensitivity_panel.chart
+        self.loss_chart = LossChart(self)
+
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(self.sparsity_chart, "Sparsity")
         self.tabs.addTab(metrics_page, "Metrics")
+        self.tabs.addTab(self.sensitivity_panel, "Sensitivity")
+        self.tabs.addTab(self.loss_chart, "Fine-tune")
         self.tabs.addTab(self.log_view, "Log")
 
         centre = QWidget(self)
@@ -301,6 +324,13 @@ class MainWindow(QMainWindow):
             "Prune and quantize a copy of the model, then measure",
             sp.SP_MediaPlay,
         )
+        self.act_sensitivity = a(
+            "&Sensitivity Sweep",
+            self.run_sensitivity,
+            "Ctrl+Alt+R",
+            "Prune each checked layer alone at several amounts and plot the metric",
+            sp.SP_FileDialogContentsView,
+        )
         self.act_cancel = a(
             "C&ancel",
             self.cancel_job,
@@ -345,6 +375,8 @@ class MainWindow(QMainWindow):
             self.tree.select_menu.addAction(act)
         run = menu.addMenu("&Run")
         run.addAction(self.act_run)
+        run.addAction(self.act_sensitivity)
+        run.addSeparator()
         run.addAction(self.act_cancel)
         help_menu = menu.addMenu("&Help")
         help_menu.addAction(self.act_about)
@@ -361,11 +393,13 @@ class MainWindow(QMainWindow):
         toolbar.addAction(self.act_save_recipe)
         toolbar.addSeparator()
         toolbar.addAction(self.act_run)
+        toolbar.addAction(self.act_sensitivity)
         toolbar.addAction(self.act_cancel)
         self.addToolBar(toolbar)
 
     def _connect(self) -> None:
         self.jobs.progress.connect(self._on_job_progress)
+        self.jobs.losses.connect(self._on_losses)
         self.jobs.finished.connect(self._on_job_finished)
         self.jobs.cancelled.connect(self._on_job_cancelled)
         self.jobs.failed.connect(self._on_job_failed)
@@ -387,6 +421,16 @@ class MainWindow(QMainWindow):
         self.metrics_chart.saveRequested.connect(
             lambda: self.save_chart_dialog(self.metrics_chart, "metrics")
         )
+        self.tree.layerSelected.connect(self.sensitivity_chart.highlight)
+        self.sensitivity_chart.layerClicked.connect(self.tree.select_layer)
+        self.sensitivity_chart.saveRequested.connect(
+            lambda: self.save_chart_dialog(self.sensitivity_chart, "sensitivity")
+        )
+        self.loss_chart.saveRequested.connect(
+            lambda: self.save_chart_dialog(self.loss_chart, "finetune-loss")
+        )
+        self.sensitivity_panel.runRequested.connect(self.run_sensitivity)
+        self.sensitivity_panel.targetChanged.connect(self.apply_target)
 
     # ================================================================ helpers
     def log(self, message: str) -> None:
@@ -434,6 +478,9 @@ class MainWindow(QMainWindow):
         ):
             act.setEnabled(has_model and not busy)
         self.act_load_recipe.setEnabled(has_model and not busy)
+        eager = has_model and self.loaded is not None and self.loaded.eager
+        self.act_sensitivity.setEnabled(eager and not busy)
+        self.sensitivity_panel.set_running(busy, eager)
         self.act_save.setEnabled(has_result and not busy)
         self.act_export.setEnabled(has_result and not busy)
         self.act_cancel.setEnabled(busy)
@@ -580,6 +627,8 @@ class MainWindow(QMainWindow):
             self._apply_defaults()
         self._opened_recipe = recipe  # what Reset goes back to (None: the defaults)
         self._show_results(None)
+        self._show_sensitivity(None, False)
+        self.loss_chart.clear()
         if loaded.path is not None and loaded.format != "demo":
             prefs.add_recent_file(loaded.path)
         self._update_title()
@@ -821,6 +870,9 @@ class MainWindow(QMainWindow):
     def _on_settings_changed(self) -> None:
         prune = self.settings.prune_settings()
         self.tree.model.set_default_amount(prune.amount, prune.is_global)
+        scheme = self.settings.scheme_box.currentData()
+        labels = {value: label for value, label, *_ in SCHEMES}
+        self.sensitivity_panel.set_scheme(scheme, labels.get(scheme, scheme))
         self._schedule_preview()
 
     @Slot()
@@ -876,6 +928,7 @@ class MainWindow(QMainWindow):
         self.settings.set_recipe_summary(summary)
         if self.result is None and not self.jobs.busy:
             self.sparsity_chart.set_rows(self._planned_rows())
+        self._update_sensitivity_prediction()
 
     # ================================================================== run
     def run_compression(self) -> None:
@@ -900,6 +953,12 @@ class MainWindow(QMainWindow):
         self._results_snapshot = self.tree.model.results()
         self.result_recipe = recipe
         self._run_started = time.perf_counter()
+        if recipe.finetune is not None:
+            self.loss_chart.start(recipe.finetune.epochs)
+            self._set_finetune_tab(0, recipe.finetune.epochs)
+        else:
+            self.loss_chart.clear()
+            self._set_finetune_tab(0, 0)
         self.log(f"compress: {json.dumps(recipe.to_dict())}")
         self.jobs.start(
             "compress",
@@ -932,6 +991,13 @@ class MainWindow(QMainWindow):
             self.tree.model.set_partial(layers)
             if event is not None:
                 self.log(event.message)
+        elif self.jobs.job_name == "sensitivity":
+            if event is not None:
+                self.sensitivity_chart.set_meta(event.baseline, event.metric)
+            if layers:
+                self.sensitivity_chart.add_layers(layers)
+                for row in layers:
+                    self.log(f"sensitivity: {row['name']} done")
 
     @Slot(str, object)
     def _on_job_finished(self, name: str, result: Any) -> None:
@@ -941,6 +1007,8 @@ class MainWindow(QMainWindow):
             self._on_compress_finished(result)
         elif name == "save":
             self._on_save_finished(result)
+        elif name == "sensitivity":
+            self._on_sweep_finished(result)
         self._update_actions()
 
     @Slot(str)
@@ -948,9 +1016,16 @@ class MainWindow(QMainWindow):
         if name == "compress":
             if self._results_snapshot is not None:
                 self.tree.model.restore_results(self._results_snapshot)
+            self.loss_chart.mark_stopped()
+            self._set_finetune_tab(0, 0)
             self.log("cancelled: the model is unchanged")
             self._status("Cancelled: nothing was changed")
             self.runCancelled.emit()
+        elif name == "sensitivity":
+            self._restore_sweep()
+            self.log("sensitivity sweep cancelled: the model is unchanged")
+            self._status("Sensitivity sweep cancelled: nothing was changed")
+            self.sweepCancelled.emit()
         else:
             self._status(f"Cancelled ({name})")
         self._update_actions()
@@ -965,8 +1040,15 @@ class MainWindow(QMainWindow):
         if name == "compress":
             if self._results_snapshot is not None:
                 self.tree.model.restore_results(self._results_snapshot)
+            self._set_finetune_tab(0, 0)
             self._status("Compression failed: nothing was changed")
             self.runFailed.emit(exc)
+        elif name == "sensitivity":
+            self._restore_sweep()
+            self._status("Sensitivity sweep failed: nothing was changed")
+            self.show_error(exc, trace)
+            self.sweepFailed.emit(exc)
+            return
         else:
             self._status("Saving failed: nothing was written")
         self.show_error(exc, trace)
@@ -990,9 +1072,187 @@ class MainWindow(QMainWindow):
             f"Done in {seconds:.1f} s \u2014 size {ratio:.2f}\u00d7 of the original; "
             "File \u203a Save Compressed Model to keep it"
         )
+        finetune = report.get("finetune")
+        if finetune is not None:
+            self.loss_chart.set_losses(finetune["loss"], finetune.get("epochs"))
+            self._set_finetune_tab(len(finetune["loss"]), 0)
         if self.tabs.currentWidget() is self.log_view:
             self.tabs.setCurrentWidget(self.sparsity_chart)
         self.runFinished.emit(result)
+
+    @Slot(list)
+    def _on_losses(self, losses: list) -> None:
+        """Fine-tune epochs done (every one arrives, never coalesced away)."""
+        if self.jobs.job_name != "compress":
+            return
+        self.loss_chart.add(losses)
+        if self._run_epochs:
+            self._set_finetune_tab(len(self.loss_chart.values()), self._run_epochs)
+
+    def _set_finetune_tab(self, done: int, epochs: int) -> None:
+        """While a fine-tune runs, the tab's title counts its epochs."""
+        self._run_epochs = epochs
+        title = f"Fine-tune ({done}/{epochs})" if epochs else "Fine-tune"
+        self.tabs.setTabText(self.tabs.indexOf(self.loss_chart), title)
+
+    # ============================================================ sensitivity
+    def sweep_settings(self) -> SweepSettings:
+        """The sweep the window would run: the checked layers (all Conv/Linear when none
+        are checked), the panel's method, the tab's amounts, samples and quantize option.
+        RecipeError names a bad setting."""
+        if self.loaded is None:
+            raise RecipeError("no model is open")
+        checked = self.tree.model.checked_names()
+        if checked:
+            layers, types = selection_patterns(self.loaded.model, self.layers, checked)
+        else:
+            layers, types = ["*"], ["Conv2d", "Linear"]
+        prune = self.settings.prune_settings()
+        method = "l1_unstructured" if prune.is_global else prune.method
+        panel = self.sensitivity_panel
+        return SweepSettings(
+            layers=layers,
+            types=types,
+            method=method,
+            amounts=panel.amounts(),
+            n=prune.n,
+            dim=prune.dim,
+            quantize=panel.quantize_scheme(),
+            subset=panel.subset(),
+        )
+
+    def _sweep_data(self) -> Dataset:
+        if self.eval_data is not None:
+            return self.eval_data
+        shape = self.settings.input_shape()
+        if shape is None:
+            raise RecipeError(
+                "a sensitivity sweep measures the model: choose evaluation data (File \u203a "
+                "Open Evaluation Data) or give an input shape in the settings"
+            )
+        return random_data(shape, samples=max(shape[0], 8))
+
+    def run_sensitivity(self) -> None:
+        """Sweep each selected layer alone in the background; curves stream into the tab."""
+        if self.jobs.busy or self.loaded is None:
+            return
+        if not self.loaded.eager:
+            self.show_error(
+                UnsupportedError(f"{self.loaded.display_name}: {self._not_eager_note()}")
+            )
+            return
+        try:
+            settings = self.sweep_settings()
+            data = self._sweep_data()
+        except UserError as exc:
+            self.show_error(exc)
+            return
+        self._sweep_before = (self.sensitivity, self.sensitivity_cached)
+        self._sweep_started = time.perf_counter()
+        self.sensitivity_chart.clear("Measuring\u2026 each layer's curve appears as it finishes")
+        self.sensitivity_panel.set_has_result(False)
+        self.tabs.setCurrentWidget(self.sensitivity_panel)
+        self.log(f"sensitivity: {json.dumps(settings.key())} on {data.source}")
+        self.jobs.start("sensitivity", partial(sensitivity_job, self.loaded, data, settings))
+
+    def _on_sweep_finished(self, result: SweepResult) -> None:
+        seconds = time.perf_counter() - self._sweep_started
+        self._sweep_before = None
+        self._show_sensitivity(result.data, result.cached)
+        n = len(result.data["layers"])
+        where = "from the cache" if result.cached else f"in {seconds:.1f} s"
+        self.log(
+            f"sensitivity: {n} layers {where}"
+            + (f" ({result.cache_path})" if result.cache_path else "")
+        )
+        self._status(
+            f"Sensitivity of {n} layer{'s' * (n != 1)} {where}: move the target slider to "
+            "get per-layer amounts"
+        )
+        self.sweepFinished.emit(result)
+
+    def _restore_sweep(self) -> None:
+        """A cancelled or failed sweep: show the previous result again (or none)."""
+        before, self._sweep_before = self._sweep_before, None
+        data, cached = before if before is not None else (None, False)
+        self._show_sensitivity(data, cached)
+
+    def _show_sensitivity(self, data: dict[str, Any] | None, cached: bool) -> None:
+        self.sensitivity = data
+        self.sensitivity_cached = cached
+        if data is None:
+            self.sensitivity_chart.clear(
+                "Run \u203a Sensitivity Sweep (Ctrl+Alt+R) prunes each checked layer alone\n"
+                "at each amount and plots what happens to the metric"
+            )
+            self.sensitivity_panel.set_has_result(False)
+            return
+        samples = (data.get("data") or {}).get("samples")
+        note = f"{metric_label(data['metric'])}, {data.get('method', '')}"
+        if samples:
+            note += f", {samples:,} samples"
+        self.sensitivity_chart.set_result(data, cached, note)
+        self.sensitivity_chart.highlight(self.tree.current_layer())
+        tops = [max(p["amount"] for p in row["points"]) for row in data["layers"] if row["points"]]
+        self.sensitivity_panel.set_has_result(bool(tops), min(tops, default=None))
+        self._update_sensitivity_prediction()
+
+    def apply_target(self) -> dict[str, float] | None:
+        """The target slider (and max drop) -> per-layer amounts in the tree, checked."""
+        data = self.sensitivity
+        if data is None or self.loaded is None or self.jobs.busy:
+            return None
+        panel = self.sensitivity_panel
+        try:
+            amounts = allocate(data, panel.target(), panel.max_drop(data["metric"]))
+        except UserError as exc:
+            panel.set_prediction(str(exc).replace("--", ""), error=True)
+            return None
+        self.set_layer_amounts(amounts, data.get("method", "l1_unstructured"))
+        self.amountsAllocated.emit(amounts)
+        return amounts
+
+    def set_layer_amounts(self, amounts: dict[str, float], method: str) -> None:
+        """Per-layer amounts into the tree: layers with an amount are checked, swept layers
+        at 0 unchecked, the rest left alone; pruning switches to per layer with ``method``."""
+        model = self.tree.model
+        prune = self.settings.prune_settings()
+        if prune.method != method:
+            self.settings.set_prune_settings(
+                PruneSettings(method, prune.amount, prune.n, prune.dim, prune.permanent)
+            )
+        chosen = {name for name, a in amounts.items() if a > 0}
+        checked = (set(model.checked_names()) - set(amounts)) | chosen
+        model.set_checked_names(checked)
+        overrides = {n: a for n, a in model.overrides().items() if n not in amounts}
+        overrides.update({n: a for n, a in amounts.items() if a > 0})
+        model.set_overrides(overrides)
+        self._update_sensitivity_prediction()
+
+    def _update_sensitivity_prediction(self) -> None:
+        """What the curves predict for the amounts the tree shows now (hand edits too)."""
+        data = self.sensitivity
+        if data is None:
+            return
+        model = self.tree.model
+        amounts: dict[str, float] = {}
+        for row in data["layers"]:
+            amount = model.effective_amount(row["name"])
+            if isinstance(amount, int):  # a count of weights
+                amount = amount / row["parameters"] if row["parameters"] else 0.0
+            amounts[row["name"]] = float(amount or 0.0)
+        self.sensitivity_chart.set_markers(amounts)
+        guess = predicted(data, amounts)
+        metric = data["metric"]
+        baseline = float(data["baseline"])
+        n = len(data["layers"])
+        self.sensitivity_panel.set_prediction(
+            f"Predicted for the {n} swept layer{'s' * (n != 1)}: "
+            f"<b>{100 * guess['sparsity']:.1f}%</b> zero weights, "
+            f"{metric_label(metric)} <b>{metric_text(metric, guess['metric'])}</b> "
+            f"({drop_text(metric, guess['metric'] - baseline)} from "
+            f"{metric_text(metric, baseline)}; per-layer drops added up)"
+        )
 
     # ============================================================== results
     def _show_results(self, report: dict[str, Any] | None) -> None:
@@ -1176,7 +1436,7 @@ class MainWindow(QMainWindow):
         self._status(f"Exported {target.name} and the two chart images")
         return written
 
-    def save_chart_dialog(self, chart: SparsityChart | MetricsChart, kind: str) -> None:
+    def save_chart_dialog(self, chart: Any, kind: str) -> None:
         start = str(Path(prefs.last_folder("report")) / f"secateur-{kind}.png")
         path, _ = QFileDialog.getSaveFileName(self, "Save Chart", start, "PNG image (*.png)")
         if not path:

@@ -78,6 +78,15 @@ def _selection(
     return _exact(checked), None
 
 
+def selection_patterns(
+    model: nn.Module, layers: Sequence[LayerInfo], checked: Sequence[str]
+) -> tuple[list[str], list[str] | None]:
+    """The shortest (layer patterns, types) that select exactly the ``checked`` layers:
+    ``["*"]`` with their types when that is exact (so a sweep of every Conv2d and Linear
+    layer shares its cache entry with the command line's default), else their names."""
+    return _selection(model, list(layers), checked)
+
+
 def build_recipe(model: nn.Module, layers: Sequence[LayerInfo], state: WindowState) -> Recipe:
     """The one recipe the window shows. Raises RecipeError for invalid settings."""
     rules: list[dict[str, Any]] = []

@@ -10,7 +10,9 @@ back on the GUI thread:
 
 Progress is coalesced: the worker keeps only the latest event and posts at most one
 notification at a time, so a model with ten thousand layers cannot flood the event loop, and
-the GUI is only told when what it shows (the step or the message) changes. Cancel sets a flag
+the GUI is only told when what it shows (the step or the message) changes. Partial results
+are never coalesced away: every ``event.layer`` arrives in ``progress``'s list, and every
+``event.loss`` (one per fine-tune epoch) in ``losses``, just before. Cancel sets a flag
 the generator polls between steps (the core raises ``Cancelled``). Starting a job while one
 runs cancels the running one first and starts the new one when it has stopped.
 """
@@ -52,11 +54,12 @@ class _Outcome:
 
 @dataclass
 class _Mailbox:
-    """The latest progress event and the per-layer results not yet shown, under a lock."""
+    """The latest progress event and the partial results not yet shown, under a lock."""
 
     lock: threading.Lock = field(default_factory=threading.Lock)
     latest: Any = None
     layers: list[dict[str, Any]] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
     posted: bool = False
     shown: tuple[Any, ...] | None = None
 
@@ -71,13 +74,13 @@ class _Job:
         self.mailbox = _Mailbox()
         self.outcome = _Outcome()
 
-    def take(self) -> tuple[Any, list[dict[str, Any]]]:
-        """The latest event and the layer results since the last take (GUI thread)."""
+    def take(self) -> tuple[Any, list[dict[str, Any]], list[float]]:
+        """The latest event, the layer results and the losses since the last take."""
         box = self.mailbox
         with box.lock:
-            event, layers = box.latest, box.layers
-            box.latest, box.layers, box.posted = None, [], False
-        return event, layers
+            event, layers, losses = box.latest, box.layers, box.losses
+            box.latest, box.layers, box.losses, box.posted = None, [], [], False
+        return event, layers, losses
 
 
 class _Worker(QObject):
@@ -106,11 +109,14 @@ class _Worker(QObject):
     def _post(self, job: _Job, event: Any) -> None:
         shown = _shown_value(event)
         layer = getattr(event, "layer", None)
+        loss = getattr(event, "loss", None)
         box = job.mailbox
         with box.lock:
             if layer:
                 box.layers.append(layer)
-            if shown == box.shown and not layer:
+            if loss is not None:
+                box.losses.append(float(loss))
+            if shown == box.shown and not layer and loss is None:
                 return
             box.shown = shown
             box.latest = event
@@ -138,6 +144,7 @@ class JobRunner(QObject):
 
     started = Signal(str)
     progress = Signal(object, list)  # latest event, layer results since the last one
+    losses = Signal(list)  # fine-tune losses (one per epoch) since the last one
     finished = Signal(str, object)
     cancelled = Signal(str)
     failed = Signal(str, object, str)  # name, exception, formatted traceback
@@ -220,7 +227,9 @@ class JobRunner(QObject):
     def _on_progress_posted(self, job: _Job) -> None:
         if job is not self._job:
             return
-        event, layers = job.take()
+        event, layers, losses = job.take()
+        if losses:
+            self.losses.emit(losses)
         if event is not None or layers:
             self.progress.emit(event, layers)
 

@@ -5,7 +5,9 @@
 main_window.png comes from the scriptable command line itself,
 ``secateur --demo --recipe ... --run --screenshot ... --quit-after-run``, so the README
 shows exactly what that command draws. The other views (metrics tab, per-layer amounts)
-need clicks, so they are driven in-process. Settings never touch the user's own QSettings.
+need clicks, so they are driven in-process: sensitivity.png is a fresh demo window after a
+sensitivity sweep with the target slider at 80%. Settings never touch the user's own
+QSettings, and the sweep uses a temporary cache (so it is measured, not read back).
 
 PyTorch runs with one intra-op thread here (OMP_NUM_THREADS=1, unless set): on a shared
 two-core machine two OpenMP threads wait on each other whenever another process holds a
@@ -30,6 +32,7 @@ def _env(config_home: str) -> dict[str, str]:
     env.setdefault("QT_QPA_PLATFORM", "offscreen")
     env.setdefault("OMP_NUM_THREADS", "1")
     env["XDG_CONFIG_HOME"] = config_home  # keep the user's real settings out of it
+    env["SECATEUR_CACHE_DIR"] = str(Path(config_home) / "sensitivity-cache")
     return env
 
 
@@ -96,6 +99,24 @@ def in_process_views(config_home: str) -> list[Path]:
     window.screenshot(target)
     written.append(target)
 
+    window.close_without_asking()
+
+    # sensitivity: a fresh demo window, the sweep, then the target slider at 80%
+    window = MainWindow()
+    window.show()
+    window.open_demo()
+    wait_for(window.modelLoaded)
+    window.resize(1600, 940)
+    settle()
+    window.splitter.setSizes([660, 640, 300])
+    window.run_sensitivity()
+    wait_for(window.sweepFinished)
+    window.sensitivity_panel.set_target(80)
+    window.tree.select_layer("conv1")  # the fragile layer, highlighted
+    settle()
+    target = OUT / "sensitivity.png"
+    window.screenshot(target)
+    written.append(target)
     window.close_without_asking()
     return written
 
