@@ -1188,10 +1188,12 @@ class MainWindow(QMainWindow):
             self.sensitivity_panel.set_has_result(False)
             return
         samples = (data.get("data") or {}).get("samples")
-        note = f"{metric_label(data['metric'])}, {data.get('method', '')}"
-        if samples:
-            note += f", {samples:,} samples"
+        note = metric_label(data["metric"]) + (f", {samples:,} samples" if samples else "")
         self.sensitivity_chart.set_result(data, cached, note)
+        self.sensitivity_chart.state_label.setToolTip(
+            f"method {data.get('method', '')}, amounts "
+            + ", ".join(f"{100 * a:g}%" for a in (data.get("settings") or {}).get("amounts", []))
+        )
         self.sensitivity_chart.highlight(self.tree.current_layer())
         tops = [max(p["amount"] for p in row["points"]) for row in data["layers"] if row["points"]]
         self.sensitivity_panel.set_has_result(bool(tops), min(tops, default=None))

@@ -23,10 +23,10 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QDoubleSpinBox,
     QGridLayout,
-    QHBoxLayout,
     QLabel,
     QLineEdit,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QToolTip,
@@ -156,6 +156,9 @@ class SensitivityChart(_ChartFrame):
             "or by hand)"
         )
         self.marker_hint.setPalette(palette)
+        for label in (self.state_label, self.marker_hint):
+            label.setMinimumWidth(1)
+            label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.header.insertWidget(1, self.cached_badge)
         self.header.insertWidget(2, self.state_label)
         self.header.insertWidget(4, self.marker_hint)
@@ -478,7 +481,6 @@ class SensitivityPanel(QWidget):
         super().__init__(parent)
         self.amounts_edit = QLineEdit(amounts_text(DEFAULT_AMOUNTS), self)
         self.amounts_edit.setToolTip("Amounts to try on each layer, in percent (comma-separated)")
-        self.amounts_edit.setMaximumWidth(170)
         self.subset_spin = QSpinBox(self)
         self.subset_spin.setRange(0, 10_000_000)
         self.subset_spin.setSingleStep(100)
@@ -495,16 +497,17 @@ class SensitivityPanel(QWidget):
         self.run_button.clicked.connect(self.runRequested)
         self.set_scheme("int8_dynamic", "int8 dynamic")
 
-        settings_row = QHBoxLayout()
-        settings_row.setContentsMargins(4, 0, 0, 0)
-        settings_row.setSpacing(6)
-        settings_row.addWidget(QLabel("Amounts (%):", self))
-        settings_row.addWidget(self.amounts_edit, 1)
-        settings_row.addWidget(QLabel("Samples:", self))
-        settings_row.addWidget(self.subset_spin)
-        settings_row.addWidget(self.quantize_check)
-        settings_row.addStretch(0)
-        settings_row.addWidget(self.run_button)
+        settings_grid = QGridLayout()  # two short rows: the tab stays as narrow as the others
+        settings_grid.setContentsMargins(4, 0, 0, 0)
+        settings_grid.setHorizontalSpacing(6)
+        settings_grid.setVerticalSpacing(2)
+        settings_grid.addWidget(QLabel("Amounts (%):", self), 0, 0)
+        settings_grid.addWidget(self.amounts_edit, 0, 1)
+        settings_grid.addWidget(QLabel("Samples:", self), 0, 2)
+        settings_grid.addWidget(self.subset_spin, 0, 3)
+        settings_grid.addWidget(self.quantize_check, 1, 0, 1, 2)
+        settings_grid.addWidget(self.run_button, 1, 2, 1, 2, Qt.AlignmentFlag.AlignRight)
+        settings_grid.setColumnStretch(1, 1)
 
         self.chart = SensitivityChart(self)
 
@@ -546,7 +549,7 @@ class SensitivityPanel(QWidget):
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 4, 0, 0)
         layout.setSpacing(4)
-        layout.addLayout(settings_row)
+        layout.addLayout(settings_grid)
         layout.addWidget(self.chart, 1)
         layout.addLayout(target_grid)
 
