@@ -154,6 +154,39 @@ def machine() -> dict[str, Any]:
 
 
 # ----------------------------------------------------------------------------- timing
+def noise_probe() -> dict[str, float]:
+    """Time of a small parallel op (GELU on 32x4096) at the default thread count vs one
+    thread. Near 1 on a quiet machine; far above when another process holds a core, since
+    every parallel region then waits for a time slice."""
+    import torch
+
+    x = torch.randn(32, 4096)
+    f = torch.nn.GELU()
+    threads = torch.get_num_threads()
+    out = {}
+    for n in (threads, 1):
+        torch.set_num_threads(n)
+        for _ in range(20):
+            f(x)
+        t0 = time.perf_counter()
+        for _ in range(200):
+            f(x)
+        out[n] = (time.perf_counter() - t0) / 200 * 1e3
+    torch.set_num_threads(threads)
+    return {"threads_ms": out[threads], "one_ms": out[1], "ratio": out[threads] / out[1]}
+
+
+def wait_for_quiet(limit_s: float, threshold: float = 1.5) -> dict[str, float]:
+    """Wait (up to ``limit_s``) until the parallel-region probe says no other process holds
+    a core; returns the last probe and how long it waited."""
+    t0 = time.perf_counter()
+    probe = noise_probe()
+    while probe["ratio"] > threshold and time.perf_counter() - t0 < limit_s:
+        time.sleep(5)
+        probe = noise_probe()
+    return {**probe, "waited_s": time.perf_counter() - t0}
+
+
 def alternate(
     sides: dict[str, Callable[[], Any]], repeats: int, warmup: int = 1
 ) -> dict[str, list[float]]:

@@ -174,6 +174,7 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
             "engine does, so the last ratio is the engine's own bookkeeping (plan, "
             "size/sparsity before and after, progress events). The engine runs with "
             "`skip_metrics=True` and no cached numbers (as `secateur compress --skip-metrics`). "
+            f"torch at {torch.get_num_threads()} thread(s). "
             "Sides alternate; times are medians. The last column is the engine with the "
             "proposed fused L1 pruning patched in (`benchmarks/proposals.py`; not in core yet)."
         ),

@@ -27,7 +27,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import ROOT, Figure, machine, quiet_torchao
+from benchmarks.common import ROOT, Figure, machine, noise_probe, quiet_torchao, wait_for_quiet
 
 # In order of the figures; the window and start-up run processes of their own.
 MODULES = ("overhead", "latency", "size", "window", "memory", "startup")
@@ -35,49 +35,21 @@ DOC = ROOT / "docs" / "benchmarks.md"
 FINDINGS = ROOT / "benchmarks" / "findings.md"
 
 
-def noise_probe() -> dict[str, float]:
-    """Time of a small parallel op (GELU on 32x4096) at the default thread count vs one
-    thread. Near 1 on a quiet machine; far above when another process holds a core, since
-    every parallel region then waits for a time slice."""
+def run(
+    names: list[str], tiny: bool, quiet_wait_s: float = 0.0, threads: int = 1
+) -> tuple[list[Figure], dict[str, Any]]:
     import torch
 
-    x = torch.randn(32, 4096)
-    f = torch.nn.GELU()
-    threads = torch.get_num_threads()
-    out = {}
-    for n in (threads, 1):
-        torch.set_num_threads(n)
-        for _ in range(20):
-            f(x)
-        t0 = time.perf_counter()
-        for _ in range(200):
-            f(x)
-        out[n] = (time.perf_counter() - t0) / 200 * 1e3
-    torch.set_num_threads(threads)
-    return {"threads_ms": out[threads], "one_ms": out[1], "ratio": out[threads] / out[1]}
-
-
-def wait_for_quiet(limit_s: float, threshold: float = 1.5) -> dict[str, float]:
-    """Wait (up to ``limit_s``) until the parallel-region probe says no other process holds
-    a core; returns the last probe and how long it waited."""
-    t0 = time.perf_counter()
-    probe = noise_probe()
-    while probe["ratio"] > threshold and time.perf_counter() - t0 < limit_s:
-        time.sleep(5)
-        probe = noise_probe()
-    return {**probe, "waited_s": time.perf_counter() - t0}
-
-
-def run(
-    names: list[str], tiny: bool, quiet_wait_s: float = 0.0
-) -> tuple[list[Figure], dict[str, Any]]:
     quiet_torchao()
     meta: dict[str, Any] = {
         "machine": machine(),
         "probe_start": noise_probe(),
         "seconds": {},
         "probes": {},
+        "probes_after": {},
+        "run_threads": threads,
     }
+    torch.set_num_threads(threads)
     figures: list[Figure] = []
     failures: list[str] = []
     for name in names:
@@ -96,6 +68,7 @@ def run(
             fig.add(error=f"{type(exc).__name__}: {exc}"[:400])
             figures.append(fig)
         meta["seconds"][name] = time.perf_counter() - t0
+        meta["probes_after"][name] = noise_probe()
         print(f"[bench] {name}: {meta['seconds'][name]:.0f} s", file=sys.stderr, flush=True)
     meta["probe_end"] = noise_probe()
     meta["failures"] = failures
@@ -117,12 +90,20 @@ def header(meta: dict[str, Any], tiny: bool) -> str:
         "Every figure is a ratio of two things measured side by side in the same run, "
         "alternating, medians, so the noise of this shared machine falls on both sides.",
         "",
+        "Reproduce: `make bench` (all, ~10 min); `python benchmarks/run_all.py --only "
+        "memory,window`; `--tiny` (the smoke sizes of `tests/test_bench_smoke.py`). "
+        "Profiles: `python benchmarks/memory.py --phases`, `python benchmarks/window.py "
+        "--profile 10000`, `python benchmarks/overhead.py --profile conv`. Each script also "
+        "runs alone (`python benchmarks/latency.py`).",
+        "",
         "| machine | |",
         "|---|---|",
         f"| CPU | {m['cpu']} |",
         f"| cores | {m['cores']} |",
         f"| memory | {m['memory_gib']} GiB |",
-        f"| torch threads | {m['threads']} (quantized engine {m['quantized_engine']}) |",
+        f"| torch threads | {meta.get('run_threads', m['threads'])} for the in-process figures "
+        f"(the latency figure also at {m['threads']}; torch's default here is {m['threads']}); "
+        f"quantized engine {m['quantized_engine']} |",
         f"| torch / torchao / Python | {m['torch']} / {m['torchao']} / {m['python']} |",
         f"| date | {m['date']} |",
         f"| load average at start / end | {m['load']} / {m.get('load_end', '?')} |",
@@ -132,11 +113,15 @@ def header(meta: dict[str, Any], tiny: bool) -> str:
         f"| run time | {total / 60:.1f} min |",
     ]
     probes = meta.get("probes") or {}
+    after = meta.get("probes_after") or {}
     if probes:
         lines.append(
-            "| probe before each figure (waited s) | "
+            "| probe before → after each figure (s waited for quiet) | "
             + ", ".join(
-                f"{name} {p['ratio']:.1f}x ({p['waited_s']:.0f})" for name, p in probes.items()
+                f"{name} {p['ratio']:.1f}x → {after[name]['ratio']:.1f}x ({p['waited_s']:.0f})"
+                if name in after
+                else f"{name} {p['ratio']:.1f}x ({p['waited_s']:.0f})"
+                for name, p in probes.items()
             )
             + " |"
         )
@@ -174,6 +159,13 @@ def main() -> int:
     parser.add_argument("--output", type=Path, default=None)
     parser.add_argument("--json", type=Path, default=None, help="also write the raw figures")
     parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads for the in-process figures (default 1: on this shared 2-core "
+        "machine two threads wait for each other's time slices; latency also runs at all)",
+    )
+    parser.add_argument(
         "--quiet-wait",
         type=float,
         default=None,
@@ -200,7 +192,7 @@ def main() -> int:
         parser.error(f"--only: unknown {sorted(unknown)}")
     output = args.output or (DOC if not args.tiny and not args.only else None)
     wait = args.quiet_wait if args.quiet_wait is not None else (0.0 if args.tiny else 60.0)
-    figures, meta = run(names, args.tiny, wait)
+    figures, meta = run(names, args.tiny, wait, args.threads)
     if output is not None:
         write(figures, meta, args.tiny, output)
         print(f"[bench] wrote {output}", file=sys.stderr)
