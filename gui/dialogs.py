@@ -50,8 +50,17 @@ def error_box(parent: QWidget | None, exc: BaseException, trace: str = "") -> QM
     return box
 
 
+def run_box(box: QMessageBox | QDialog) -> int:
+    """exec() a dialog and schedule its deletion, so answered boxes do not pile up as hidden
+    children of the window over a long session."""
+    try:
+        return box.exec()
+    finally:
+        box.deleteLater()
+
+
 def show_error(parent: QWidget | None, exc: BaseException, trace: str = "") -> None:
-    error_box(parent, exc, trace).exec()
+    run_box(error_box(parent, exc, trace))
 
 
 def ask_trust(parent: QWidget | None, path: Path) -> bool:
@@ -70,7 +79,9 @@ def ask_trust(parent: QWidget | None, path: Path) -> bool:
     box.setDefaultButton(cancel)
     box.setEscapeButton(cancel)
     box.exec()
-    return box.clickedButton() is open_button
+    accepted = box.clickedButton() is open_button
+    box.deleteLater()
+    return accepted
 
 
 def ask_discard(parent: QWidget | None, action: str) -> QMessageBox.StandardButton:
@@ -85,7 +96,7 @@ def ask_discard(parent: QWidget | None, action: str) -> QMessageBox.StandardButt
         | QMessageBox.StandardButton.Cancel
     )
     box.setDefaultButton(QMessageBox.StandardButton.Save)
-    return QMessageBox.StandardButton(box.exec())
+    return QMessageBox.StandardButton(run_box(box))
 
 
 def callables_in(path: Path) -> list[str]:
@@ -183,7 +194,10 @@ def ask_arch(
     parent: QWidget | None, model_path: Path, spec: str | None, start_dir: str
 ) -> str | None:
     dialog = ArchDialog(model_path, spec, start_dir, parent)
-    return dialog.spec() if dialog.exec() == QDialog.DialogCode.Accepted else None
+    accepted = dialog.exec() == QDialog.DialogCode.Accepted
+    spec = dialog.spec() if accepted else None
+    dialog.deleteLater()
+    return spec
 
 
 def show_about(parent: QWidget | None) -> None:

@@ -129,9 +129,12 @@ def save_job(
     fmt: str,
     example: Dataset,
     should_stop: Callable[[], bool],
+    force: bool = False,
 ) -> Generator[Progress, None, SaveOutcome]:
-    """Write the compressed model atomically, then reload and run it (the round trip)."""
-    del should_stop  # a save is one atomic step: it completes or leaves nothing behind
+    """Write the compressed model atomically, then reload and run it (the round trip).
+
+    Cancel before the file replaces its target leaves nothing behind; ``force`` allows
+    overwriting the opened model file (the user confirmed it)."""
     yield Progress("save", 0, 0, f"saving {path.name} ({fmt}) and checking the round trip")
     return save_model(
         result.model,
@@ -140,5 +143,7 @@ def save_job(
         example,
         quantized=result.quantized,
         protected=loaded.path if loaded.format != "demo" else None,
+        force=force,
         arch=loaded.arch,
+        should_stop=should_stop,
     )

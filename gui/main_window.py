@@ -45,6 +45,7 @@ from core.cli import human_bytes
 from core.data import Dataset, load_data, random_data
 from core.engine import CompressionResult, Progress
 from core.errors import (
+    ArchRequiredError,
     ModelLoadError,
     RecipeError,
     SaveError,
@@ -54,6 +55,7 @@ from core.errors import (
 )
 from core.inventory import LayerInfo
 from core.loading import LoadedModel
+from core.memory import estimate
 from core.quantization import describe, plan_quantization
 from core.recipe import Recipe, dump_recipe, load_recipe
 from core.saving import SaveOutcome, atomic_write_bytes, default_format
@@ -579,9 +581,10 @@ class MainWindow(QMainWindow):
                 self._after_load.clear()
             return
         message = str(exc)
-        needs_arch = isinstance(exc, ModelLoadError) and (
-            (arch is None and "state dict" in message and "--arch" in message)
-            or (arch is not None and ("--arch" in message or "does not fit" in message))
+        needs_arch = (arch is None and isinstance(exc, ArchRequiredError)) or (
+            arch is not None
+            and isinstance(exc, ModelLoadError)
+            and (message.startswith("--arch") or "does not fit" in message)
         )
         if needs_arch:
             if arch is not None:
@@ -805,7 +808,7 @@ class MainWindow(QMainWindow):
                     QMessageBox.StandardButton.Ok,
                     self,
                 )
-                box.exec()
+                dialogs.run_box(box)
 
     def load_recipe_dialog(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -950,6 +953,11 @@ class MainWindow(QMainWindow):
                 RecipeError("nothing to do: check layers to prune, or turn on quantization")
             )
             return
+        warning = estimate(self.loaded.model, recipe).warning()
+        if warning is not None:
+            self.log(f"memory: {warning}")
+            if not self.options.scripted and not self._confirm_memory(warning):
+                return
         self._results_snapshot = self.tree.model.results()
         self.result_recipe = recipe
         self._run_started = time.perf_counter()
@@ -1343,7 +1351,7 @@ class MainWindow(QMainWindow):
                 )
             except OSError:
                 same = False
-            if same:
+            if same and (self.options.scripted or not self._confirm_overwrite_opened(target)):
                 self.show_error(
                     SaveError(
                         f"{target}: is the model you opened; choose another name so the original "
@@ -1351,11 +1359,29 @@ class MainWindow(QMainWindow):
                     )
                 )
                 return
+            force = same
+        else:
+            force = False
         prefs.set_last_folder("save", target)
         self.jobs.start(
             "save",
-            partial(save_job, self.result, self.loaded, target, fmt, self.result.eval_data),
+            partial(
+                save_job, self.result, self.loaded, target, fmt, self.result.eval_data, force=force
+            ),
         )
+
+    def _confirm_memory(self, warning: str) -> bool:
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Not enough memory?",
+            "This job may not fit in memory.",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setInformativeText(f"{warning[0].upper()}{warning[1:]}. Run it anyway?")
+        box.button(QMessageBox.StandardButton.Yes).setText("Run Anyway")
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        return dialogs.run_box(box) == QMessageBox.StandardButton.Yes
 
     def _confirm_overwrite(self, path: Path) -> bool:
         box = QMessageBox(
@@ -1366,7 +1392,22 @@ class MainWindow(QMainWindow):
             self,
         )
         box.setDefaultButton(QMessageBox.StandardButton.Cancel)
-        return box.exec() == QMessageBox.StandardButton.Yes
+        return dialogs.run_box(box) == QMessageBox.StandardButton.Yes
+
+    def _confirm_overwrite_opened(self, path: Path) -> bool:
+        box = QMessageBox(
+            QMessageBox.Icon.Warning,
+            "Overwrite the opened model?",
+            f"{path.name} is the model you opened. Replace it with the compressed model?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            self,
+        )
+        box.setInformativeText(
+            "The original weights in that file will be gone; the window keeps them only until "
+            "you open another model. Choose another name to keep both."
+        )
+        box.setDefaultButton(QMessageBox.StandardButton.Cancel)
+        return dialogs.run_box(box) == QMessageBox.StandardButton.Yes
 
     def _on_save_finished(self, outcome: SaveOutcome) -> None:
         self.save_outcome = outcome
@@ -1405,7 +1446,7 @@ class MainWindow(QMainWindow):
                 QMessageBox.StandardButton.Ok,
                 self,
             )
-            box.exec()
+            dialogs.run_box(box)
 
     # ========================================================== export report
     def export_report_dialog(self) -> None:
