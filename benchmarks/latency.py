@@ -44,6 +44,7 @@ from core.metrics import paired_latency_ms
 SLOWER = 1.05  # the engine's own threshold for saying "slower on this machine"
 DISTURBED = 1.5  # an original time this far above its median: measured again
 BUSY = 2.0  # parallel-region probe above this: another process held a core
+ONE_THREAD_MARGIN = 1.2  # more threads, slower than one: another process held a core
 BATCHES = (1, 32)
 
 
@@ -116,24 +117,38 @@ def remeasure_disturbed(
     results: list[dict[str, Any]],
     budget_s: float,
     runs: int,
+    reference: dict[int, list[float]] | None = None,
     tries: int = 2,
-) -> int:
-    """Measure again the cells whose *original* time is far above the original's median
-    over all cells (the same model on the same input: only other load explains it); keep
-    the least disturbed pair. Returns how many cells were measured again."""
+) -> tuple[int, list[tuple[int, int]]]:
+    """Measure again the cells whose *original* time shows other load: far above the
+    original's median over the table (the same model on the same input), or, with
+    ``reference`` (the original's times at one thread, per batch, per row), slower than at
+    one thread, which more threads never are on a quiet machine. Keeps the least disturbed
+    pair; returns how many cells were measured again and which (row, batch) still look
+    disturbed."""
     again = 0
+    waited = False
+    still: list[tuple[int, int]] = []
     for batch in BATCHES:
         key = f"b{batch}"
         typical = statistics.median(r[key][0] for r in results)
-        for r in results:
+        for i, r in enumerate(results):
+            ceiling = DISTURBED * typical
+            if reference is not None:
+                ceiling = min(ceiling, ONE_THREAD_MARGIN * reference[batch][i])
             for _ in range(tries):
-                if r[key][0] <= DISTURBED * typical:
+                if r[key][0] <= ceiling:
                     break
+                if not waited:
+                    wait_for_quiet(60)
+                    waited = True
                 again += 1
                 fresh = paired(model, r["model"], sample, batch, budget_s, runs)
                 if fresh[0] < r[key][0]:
                     r[key] = fresh
-    return again
+            if r[key][0] > ceiling:
+                still.append((i, batch))
+    return again, still
 
 
 def figures(tiny: bool = False) -> list[Figure]:
@@ -143,26 +158,23 @@ def figures(tiny: bool = False) -> list[Figure]:
     counts = [1] if tiny else sorted({1, cores})
     figs = []
     cases = [(m, t) for m in models(tiny) for t in counts]
+    reference: dict[int, list[float]] | None = None
     try:
         for index, ((name, model, sample, types), threads) in enumerate(cases):
             torch.set_num_threads(threads)
-            args = (index, name, model, sample, types, threads, tiny, budget, min_runs)
-            fig, probe = latency_figure(*args), noise_probe()
-            if threads > 1 and probe["ratio"] > BUSY and not tiny:
-                # Another process held a core: every parallel region waited for it. Wait
-                # for a quiet machine and measure the table once more; keep the quieter.
-                wait_for_quiet(60)
-                again, probe_again = latency_figure(*args), noise_probe()
-                if probe_again["ratio"] < probe["ratio"]:
-                    fig, probe = again, probe_again
+            if threads == 1:
+                reference = None
+            fig = latency_figure(
+                index, name, model, sample, types, threads, tiny, budget, min_runs, reference
+            )
+            if threads == 1:  # the next table (same model, more threads) is checked against it
+                reference = {
+                    b: [row[f"batch {b}: original ms"] for row in fig.rows] for b in BATCHES
+                }
+            probe = noise_probe()
             fig.notes.append(
                 f"parallel-region probe right after this table: {probe['ratio']:.1f}x"
-                + (
-                    " — another process held a core while it was measured, so its "
-                    f"{threads}-thread times mostly show waiting for a time slice."
-                    if threads > 1 and probe["ratio"] > BUSY
-                    else " (quiet)."
-                )
+                + (" (busy)." if probe["ratio"] > BUSY else " (quiet).")
             )
             figs.append(fig)
     finally:
@@ -180,8 +192,10 @@ def latency_figure(
     tiny: bool,
     budget: float,
     min_runs: int,
+    reference: dict[int, list[float]] | None = None,
 ) -> Figure:
-    """One table: every scheme on one model at one thread count."""
+    """One table: every scheme on one model at one thread count (``reference``: the
+    original's one-thread times, to tell a busy machine from a slow scheme)."""
     fig = Figure(
         key=f"latency_{index}",
         title=f"2{'abcd'[index]}. Latency after compression: {name}, "
@@ -231,7 +245,7 @@ def latency_figure(
         )
         for s in SCHEMES
     ]
-    again = remeasure_disturbed(model, sample, results, budget, min_runs)
+    again, still = remeasure_disturbed(model, sample, results, budget, min_runs, reference)
     for scheme, r in zip(SCHEMES, results):
 
         def mark(ratio: float) -> str:
@@ -248,7 +262,11 @@ def latency_figure(
             row[f"batch {batch}: original ms"] = before
             row[f"batch {batch}: compressed ms"] = after
             row[f"batch {batch} ratio"] = ratio
-        fig.add(marks={f"batch {b} ratio": mark(r[f"b{b}"][2]) for b in BATCHES}, **row)
+        marks = {f"batch {b} ratio": mark(r[f"b{b}"][2]) for b in BATCHES}
+        for i, b in still:
+            if results[i] is r:
+                marks[f"batch {b} ratio"] += " (busy)"
+        fig.add(marks=marks, **row)
     fig.notes.append(
         f"paired measurement: at least {min_runs} runs per side (in blocks of 3, "
         f"alternating) within a {budget:.1f} s budget per batch size, after warm-up; "
@@ -259,8 +277,15 @@ def latency_figure(
     if again:
         fig.notes.append(
             f"{again} measurement(s) were taken again because the original model's own "
-            f"time was over {DISTURBED:.1f}x its median across the table (other load on "
-            "this shared machine); the least disturbed pair is shown."
+            f"time was over {DISTURBED:.1f}x its median across the table"
+            + (f" or over {ONE_THREAD_MARGIN:.1f}x its time at one thread" if reference else "")
+            + " (other load on this shared machine); the least disturbed pair is shown."
+        )
+    if still:
+        fig.notes.append(
+            f"(busy): {len(still)} cell(s) still measured while another process held a core "
+            "(the original ran slower than the table or than at one thread); their ratio "
+            "mostly shows waiting for a time slice."
         )
     for r in results:
         del r["model"]
