@@ -125,6 +125,11 @@ def header(meta: dict[str, Any], tiny: bool) -> str:
             )
             + " |"
         )
+    for update in meta.get("updated", []):
+        lines.append(
+            f"| re-run later | {', '.join(update['figures'])} at {update['date']} "
+            "(the rest of the tables are from the run above) |"
+        )
     lines.append("")
     return "\n".join(lines)
 
@@ -179,7 +184,35 @@ def main() -> int:
         help="measure nothing: render the figures saved by --json (e.g. after editing "
         "benchmarks/findings.md)",
     )
+    parser.add_argument(
+        "--update",
+        type=Path,
+        default=None,
+        help="measure only the --only figures, replace them in this saved --json file, and "
+        "render the whole document from it (the header says which figures were re-run)",
+    )
     args = parser.parse_args()
+    if args.update is not None:
+        saved = json.loads(args.update.read_text())
+        names = [n for n in args.only.split(",") if n]
+        if not names:
+            parser.error("--update needs --only")
+        wait = args.quiet_wait if args.quiet_wait is not None else 60.0
+        fresh, meta = run(names, False, wait, args.threads)
+        keys = {f.key.split("_")[0] for f in fresh}
+        old = [Figure.from_json(f) for f in saved["figures"]]
+        merged = [f for f in old if f.key.split("_")[0] not in keys]
+        order = {name: i for i, name in enumerate(MODULES)}
+        merged += fresh
+        merged.sort(key=lambda f: order.get(f.key.split("_")[0], 99))
+        saved["meta"].setdefault("updated", []).append(
+            {"figures": names, "date": meta["machine"]["date"], "probes": meta["probes"]}
+        )
+        saved["figures"] = [f.to_json() for f in merged]
+        args.update.write_text(json.dumps(saved, indent=1))
+        write(merged, saved["meta"], False, args.output or DOC)
+        print(f"[bench] updated {', '.join(names)} in {args.update}", file=sys.stderr)
+        return 1 if meta["failures"] else 0
     if args.from_json is not None:
         saved = json.loads(args.from_json.read_text())
         figures = [Figure.from_json(f) for f in saved["figures"]]

@@ -218,6 +218,83 @@ def profile_load(count: int) -> None:
     print(f"  the same with gc disabled during the job:     {worst_gap(without_gc):.0f} ms")
 
 
+def gc_trace(count: int, freeze_after_load: bool) -> None:
+    """Open a model of ``count`` modules in the window and list every garbage collection
+    over 10 ms, with the thread it ran on, and the longest main-thread gap. With
+    ``freeze_after_load`` the load job ends with ``gc.freeze()`` (the proposed fix)."""
+    import gc
+    import threading
+
+    import torch
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    import gui.jobs
+    import gui.main_window
+    from gui.app import configure_application
+
+    if freeze_after_load:
+        original = gui.jobs.load_job
+
+        def load_then_freeze(*args: Any, **kwargs: Any) -> Any:
+            opened = yield from original(*args, **kwargs)
+            gc.freeze()
+            return opened
+
+        gui.main_window.load_job = load_then_freeze  # type: ignore[assignment]
+
+    app = QApplication.instance() or QApplication([sys.argv[0]])
+    configure_application(app)
+    path = Path(tempfile.mkdtemp(prefix="secateur-bench-")) / "tree.pt"
+    torch.save(many_modules(count), path)
+    collections: list[tuple[str, int, float]] = []
+    started: dict[int, float] = {}
+
+    def on_gc(phase: str, info: dict[str, int]) -> None:
+        now, tid = time.perf_counter(), threading.get_ident()
+        if phase == "start":
+            started[tid] = now
+        else:
+            name = threading.current_thread().name
+            collections.append((name, info["generation"], 1000 * (now - started.get(tid, now))))
+
+    gaps: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick() -> None:
+        now = time.perf_counter()
+        gaps.append(1000 * (now - last[0]))
+        last[0] = now
+
+    timer = QTimer()
+    timer.setInterval(1)
+    timer.timeout.connect(tick)
+    timer.start()
+    window = gui.main_window.MainWindow()
+    window.show()
+    for _ in range(50):
+        app.processEvents()
+        time.sleep(0.002)
+    done: list[int] = []
+    window.when_loaded(lambda: done.append(1))
+    gc.callbacks.append(on_gc)
+    gaps.clear()
+    last[0] = time.perf_counter()
+    window.open_model(path, trust=True)
+    while not done:
+        app.processEvents()
+        time.sleep(0.0005)
+    for _ in range(200):
+        app.processEvents()
+        time.sleep(0.001)
+    gc.callbacks.remove(on_gc)
+    print(f"longest main-thread gap while opening: {max(gaps):.0f} ms")
+    for name, generation, ms in collections:
+        if ms > 10:
+            print(f"  gc generation {generation} on {name}: {ms:.0f} ms")
+    window.close_without_asking()
+
+
 def run_window_child(count: int, repeats: int, env: dict[str, str]) -> dict[str, Any]:
     proc = subprocess.run(
         [PYTHON, "-m", "benchmarks.window", "--child", str(count), str(repeats)],
@@ -409,9 +486,14 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tiny", action="store_true")
     parser.add_argument("--profile", type=int, metavar="MODULES", help="profile opening")
+    parser.add_argument("--gc-trace", type=int, metavar="MODULES", help="GC pauses on opening")
+    parser.add_argument("--freeze-after-load", action="store_true", help="with --gc-trace")
     args = parser.parse_args(argv)
     if args.profile:
         profile_load(args.profile)
+        return
+    if args.gc_trace:
+        gc_trace(args.gc_trace, args.freeze_after_load)
         return
     for fig in figures(args.tiny):
         print(fig.markdown())
