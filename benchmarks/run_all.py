@@ -234,6 +234,9 @@ def main() -> int:
         print(summary(figures))
         for f in figures:
             print(f.markdown())
+    if args.json is None and output == DOC:
+        args.json = ROOT / "out" / "benchmarks.json"  # for --update and --from-json later
+        args.json.parent.mkdir(exist_ok=True)
     if args.json is not None:
         args.json.write_text(
             json.dumps(
