@@ -216,6 +216,7 @@ def compress(
                 if fold:
                     folded.append(name)
                 pruner.apply(name, force_fold=fold)
+                compat.release_memory()
                 timings["prune"] += time.perf_counter() - t0
                 yield tick(
                     "prune",
@@ -225,6 +226,7 @@ def compress(
             if name in quant_set and q is not None:
                 t0 = time.perf_counter()
                 apply_to_layer(model, model.get_submodule(name), name, q)
+                compat.release_memory()
                 timings["quantize"] += time.perf_counter() - t0
                 yield tick(
                     "quantize",

@@ -68,6 +68,9 @@ def _check_amount(module: nn.Module, rule: PruneRule, where: str, name: str) -> 
         )
 
 
+_CHUNK = 1 << 18
+
+
 class Pruner:
     """Applies a pruning plan one layer at a time (global groups are decided together when
     their first layer comes up, then installed layer by layer).
@@ -133,32 +136,40 @@ def _l1_keep(modules: list[nn.Module], amount: int | float) -> list[torch.Tensor
     one module, against one threshold across all of them for several (global L1).
 
     The same masks as torch's L1Unstructured / global_unstructured, which select with
-    torch.topk; kthvalue finds the threshold about four times faster on large layers. Among
-    weights of exactly equal magnitude at the threshold, which ones go is arbitrary in both.
+    torch.topk. Here the threshold comes from numpy's in-place partition of one copy of the
+    magnitudes (no index tensor, no second copy: topk and kthvalue each allocate two more
+    layer-sized buffers), and the masks are built in chunks. Among weights of exactly equal
+    magnitude at the threshold, which ones go is arbitrary in torch; here the first ones.
     """
     weights = [m.weight.detach() for m in modules]
-    flat = (
-        torch.cat([w.abs().flatten() for w in weights])
-        if len(weights) > 1
-        else weights[0].abs().flatten()
-    )
-    count = prune._compute_nparams_toprune(amount, flat.numel())
-    prune._validate_pruning_amount(count, flat.numel())
+    total = sum(w.numel() for w in weights)
+    count = prune._compute_nparams_toprune(amount, total)
+    prune._validate_pruning_amount(count, total)
     if count == 0:
-        keep = torch.ones_like(flat, dtype=torch.bool)
-    else:
-        threshold = torch.kthvalue(flat.float(), count).values.to(flat.dtype)
-        keep = flat >= threshold
-        missing = count - (flat.numel() - int(keep.sum()))
-        if missing > 0:
-            ties = torch.nonzero(flat == threshold).flatten()[:missing]
-            keep[ties] = False
-    del flat
-    out, start = [], 0
+        return [torch.ones_like(w, dtype=torch.bool) for w in weights]
+    flat = torch.cat([w.reshape(-1).abs().float() for w in weights])
+    values = flat.numpy()
+    values.partition(count - 1)  # in place: the count-th smallest lands at count - 1
+    threshold = float(values[count - 1])
+    del flat, values
+    keeps = []
+    dropped = 0
     for weight in weights:
-        out.append(keep[start : start + weight.numel()].view_as(weight))
-        start += weight.numel()
-    return out
+        src = weight.reshape(-1)
+        keep = torch.empty(src.numel(), dtype=torch.bool)
+        for start in range(0, src.numel(), _CHUNK):
+            part = src[start : start + _CHUNK]
+            torch.ge(part.abs().float(), threshold, out=keep[start : start + _CHUNK])
+        dropped += src.numel() - int(torch.count_nonzero(keep))
+        keeps.append(keep)
+    missing = count - dropped
+    for weight, keep in zip(weights, keeps):
+        if missing <= 0:
+            break
+        ties = torch.nonzero(weight.reshape(-1).abs().float() == threshold).flatten()[:missing]
+        keep[ties] = False
+        missing -= ties.numel()
+    return [keep.view_as(w) for keep, w in zip(keeps, weights)]
 
 
 def _install(modules: list[nn.Module], keeps: list[torch.Tensor], hold: bool) -> None:

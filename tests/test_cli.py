@@ -145,3 +145,10 @@ def test_console_script_help_does_not_import_qt() -> None:
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert "--recipe" in proc.stdout and proc.stdout.strip().endswith("no-qt")
+
+
+def test_launcher_knows_every_subcommand() -> None:
+    from core.cli import SUBCOMMANDS as CLI_SUBCOMMANDS
+    from gui.launcher import SUBCOMMANDS
+
+    assert SUBCOMMANDS == CLI_SUBCOMMANDS
