@@ -27,12 +27,11 @@ from core import compat
 from core.data import Dataset, random_data
 from core.errors import Cancelled, DataError, UnsupportedError
 from core.finetune import finetune
-from core.inventory import inventory
+from core.inventory import inventory, layer_weight, sparsity
 from core.loading import LoadedModel
 from core.metrics import (
     accuracy,
     fidelity,
-    layer_sparsities,
     model_stats,
     paired_latency_ms,
     run_outputs,
@@ -98,7 +97,7 @@ def copy_model(model: nn.Module, share: bool = False) -> nn.Module:
 
 
 def _sparsity(model: nn.Module, name: str) -> float | None:
-    return layer_sparsities(model.get_submodule(name)).get("")
+    return sparsity(layer_weight(model.get_submodule(name)))
 
 
 def compress(
@@ -199,56 +198,57 @@ def compress(
     timings["metrics"] += time.perf_counter() - t0
 
     # --- prune, fine-tune, quantize
+    pruner = Pruner(model, prune_plan, hold_masks=not streaming)
+    q = recipe.quantize
+    label = describe(q) if q is not None else None
+
+    def prune_step(name: str, fold: bool = False, suffix: str = "") -> Progress:
+        if should_stop():
+            raise Cancelled()
+        t0 = time.perf_counter()
+        pruner.apply(name, force_fold=fold)
+        compat.release_memory()
+        timings["prune"] += time.perf_counter() - t0
+        rule = prune_plan[name].rule
+        return tick(
+            "prune",
+            f"pruned {name} ({rule.method}, {rule.amount}){suffix}",
+            layer={"name": name, "sparsity_after": _sparsity(model, name)},
+        )
+
+    def quantize_step(name: str) -> Progress:
+        assert q is not None
+        if should_stop():
+            raise Cancelled()
+        t0 = time.perf_counter()
+        apply_to_layer(model, model.get_submodule(name), name, q)
+        compat.release_memory()
+        timings["quantize"] += time.perf_counter() - t0
+        return tick(
+            "quantize",
+            f"quantized {name} ({label})",
+            layer={"name": name, "quantization": label},
+        )
+
     if streaming:
         # No fine-tune: each layer is pruned and quantized in turn, so at most one layer's
         # float result exists beside the original at any time.
         quant_set = set(quant_plan.layers)
-        pruner = Pruner(model, prune_plan, hold_masks=False)
-        q = recipe.quantize
-        label = describe(q) if q is not None else None
         order = [n for n, _ in original.named_modules() if n in prune_plan or n in quant_set]
         folded = []
         for name in order:
             if name in prune_plan:
-                t0 = time.perf_counter()
-                rule = prune_plan[name].rule
-                fold = name in quant_set and not rule.permanent
+                fold = name in quant_set and not prune_plan[name].rule.permanent
                 if fold:
                     folded.append(name)
-                pruner.apply(name, force_fold=fold)
-                compat.release_memory()
-                timings["prune"] += time.perf_counter() - t0
-                yield tick(
-                    "prune",
-                    f"pruned {name} ({rule.method}, {rule.amount})",
-                    layer={"name": name, "sparsity_after": _sparsity(model, name)},
-                )
+                yield prune_step(name, fold)
             if name in quant_set and q is not None:
-                t0 = time.perf_counter()
-                apply_to_layer(model, model.get_submodule(name), name, q)
-                compat.release_memory()
-                timings["quantize"] += time.perf_counter() - t0
-                yield tick(
-                    "quantize",
-                    f"quantized {name} ({label})",
-                    layer={"name": name, "quantization": label},
-                )
+                yield quantize_step(name)
         if folded:
             notes.append(f"masks folded before quantizing: {', '.join(folded)}")
     else:
-        t0 = time.perf_counter()
-        pruner = Pruner(model, prune_plan, hold_masks=True)
         for name in prune_plan:
-            if should_stop():
-                raise Cancelled()
-            pruner.apply(name)
-            rule = prune_plan[name].rule
-            yield tick(
-                "prune",
-                f"pruned {name} ({rule.method}, {rule.amount}), mask held for fine-tuning",
-                layer={"name": name, "sparsity_after": _sparsity(model, name)},
-            )
-        timings["prune"] = time.perf_counter() - t0
+            yield prune_step(name, suffix=", mask held for fine-tuning")
 
     # --- fine-tune
     finetune_report = None
@@ -277,20 +277,9 @@ def compress(
         if forced:
             notes.append(f"masks folded before quantizing: {', '.join(forced)}")
         make_permanent(model, [n for n in prune_plan if n not in keep_masks or n in to_quantize])
-        t0 = time.perf_counter()
-        if recipe.quantize is not None and n_quant:
-            q = recipe.quantize
-            label = describe(q)
+        if q is not None:
             for name in quant_plan.layers:
-                if should_stop():
-                    raise Cancelled()
-                apply_to_layer(model, model.get_submodule(name), name, q)
-                yield tick(
-                    "quantize",
-                    f"quantized {name} ({label})",
-                    layer={"name": name, "quantization": label},
-                )
-        timings["quantize"] = time.perf_counter() - t0
+                yield quantize_step(name)
 
     # --- after
     t0 = time.perf_counter()

@@ -168,20 +168,18 @@ def select(
     model: nn.Module,
     layers: Sequence[str],
     types: Sequence[str] | None,
-    where: str,
     predicate: type[nn.Module] | tuple[type[nn.Module], ...] | None = None,
-) -> tuple[list[str], dict[str, int]]:
+) -> tuple[list[str], list[tuple[str, str]]]:
     """Names of modules matching the name patterns and the type names.
 
-    Returns the matching names (in model order) and, per pattern and per type name, how many
-    modules it matched, so the caller can reject a pattern that matches nothing. ``where``
-    is the recipe field for error messages. Only modules passing ``predicate`` (when given)
-    are returned; the root module (name "") matches only the pattern "*" and "".
+    Returns the matching names (in model order) and the (field, value) pairs, field being
+    "layers" or "types", of each pattern or type name that matched no module, so the caller
+    can reject it with its own wording. Only modules passing ``predicate`` (when given)
+    count; the root module (name "") matches only the patterns "*" and "".
     """
-    del where
-    counts: dict[str, int] = {f"layers:{p}": 0 for p in layers}
+    hits: dict[tuple[str, str], int] = {("layers", p): 0 for p in layers}
     if types:
-        counts.update({f"types:{t}": 0 for t in types})
+        hits.update({("types", t): 0 for t in types})
     wanted_types = set(types) if types else None
     pattern_res = [(p, _compile([p])) for p in layers]
     out: list[str] = []
@@ -191,12 +189,12 @@ def select(
         names = type_names(module) if wanted_types else set()
         type_hit = wanted_types is None or bool(names & wanted_types)
         name_hits = [p for p, rx in pattern_res if rx.fullmatch(name)]
-        if name_hits:
+        if type_hit:
             for p in name_hits:
-                counts[f"layers:{p}"] += 1 if type_hit else 0
-        if wanted_types:
+                hits[("layers", p)] += 1
+        if wanted_types and name_hits:
             for t in wanted_types & names:
-                counts[f"types:{t}"] += 1 if name_hits else 0
+                hits[("types", t)] += 1
         if name_hits and type_hit:
             out.append(name)
-    return out, counts
+    return out, [key for key, count in hits.items() if count == 0]

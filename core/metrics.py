@@ -75,11 +75,8 @@ def _fingerprint(model: nn.Module) -> Any:
     """Identity and in-place version of every tensor: changes whenever a weight changes."""
     try:
         return tuple(
-            (k, v.data_ptr(), v._version, tuple(v.shape), v.dtype)
+            (k, v.data_ptr(), v._version, tuple(v.shape), v.dtype) if type(v) in _PLAIN else k
             for k, v in model.state_dict().items()
-            if type(v) in _PLAIN
-        ) + tuple(
-            k for k, v in model.state_dict().items() if type(v) not in (torch.Tensor, nn.Parameter)
         )
     except Exception:
         return None
@@ -132,16 +129,6 @@ def parameter_counts(model: nn.Module) -> tuple[int, int]:
     """(parameters, nonzero parameters) over every module's own parameters."""
     stats = model_stats(model)
     return stats.parameters, stats.nonzero_parameters
-
-
-def layer_sparsities(model: nn.Module) -> dict[str, float]:
-    """Fraction of exactly-zero elements of each layer's weight (integer weight if quantized)."""
-    out: dict[str, float] = {}
-    for name, module in model.named_modules():
-        weight = layer_weight(module)
-        if weight is not None and weight.numel():
-            out[name] = 1.0 - int(torch.count_nonzero(weight)) / weight.numel()
-    return out
 
 
 def call(model: nn.Module, args: tuple, kwargs: dict) -> Any:

@@ -32,14 +32,12 @@ def plan_pruning(model: nn.Module, rules: list[PruneRule], source: str) -> dict[
     """Resolve the rules to one plan per layer; a pattern that matches nothing is an error."""
     plan: dict[str, LayerPrune] = {}
     for index, rule in enumerate(rules):
-        names, counts = select(model, rule.layers, rule.types, "", predicate=PRUNABLE_TYPES)
-        for key, count in counts.items():
-            if count == 0:
-                field, value = key.split(":", 1)
-                what = "no prunable layer"
-                if field == "layers" and rule.types:
-                    what = f"no prunable layer of type {', '.join(rule.types)}"
-                raise RecipeError(f"{source}: prune[{index}].{field}: {value!r} matches {what}")
+        names, misses = select(model, rule.layers, rule.types, predicate=PRUNABLE_TYPES)
+        for field, value in misses:
+            what = "no prunable layer"
+            if field == "layers" and rule.types:
+                what = f"no prunable layer of type {', '.join(rule.types)}"
+            raise RecipeError(f"{source}: prune[{index}].{field}: {value!r} matches {what}")
         modules = dict(model.named_modules())
         for name in names:
             _check_amount(modules[name], rule, f"{source}: prune[{index}]", name)

@@ -43,11 +43,9 @@ def describe(q: Quantize) -> str:
 
 
 def plan_quantization(model: nn.Module, q: Quantize, source: str) -> QuantPlan:
-    names, counts = select(model, q.layers, q.types, "")
-    for key, count in counts.items():
-        if count == 0:
-            field_name, value = key.split(":", 1)
-            raise RecipeError(f"{source}: quantize.{field_name}: {value!r} matches no layer")
+    names, misses = select(model, q.layers, q.types)
+    for field_name, value in misses:
+        raise RecipeError(f"{source}: quantize.{field_name}: {value!r} matches no layer")
     plan = QuantPlan()
     modules = dict(model.named_modules())
     for name in names:

@@ -93,11 +93,9 @@ def validate_settings(model: nn.Module, s: SweepSettings) -> list[str]:
             raise RecipeError(f"--amounts: {a} is not in (0, 1)")
     if s.subset is not None and s.subset < 1:
         raise RecipeError(f"--subset: {s.subset} must be at least 1")
-    names, counts = select(model, s.layers, s.types, "", predicate=PRUNABLE_TYPES)
-    for key, count in counts.items():
-        if count == 0:
-            field_name, value = key.split(":", 1)
-            raise RecipeError(f"--{field_name}: {value!r} matches no prunable layer")
+    names, misses = select(model, s.layers, s.types, predicate=PRUNABLE_TYPES)
+    for field_name, value in misses:
+        raise RecipeError(f"--{field_name}: {value!r} matches no prunable layer")
     return names
 
 

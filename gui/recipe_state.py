@@ -72,7 +72,7 @@ def _selection(
         candidates.append((["*"], types))  # reads best: says which kinds of layer
     candidates.append((["*"], None))
     for pattern, type_list in candidates:
-        names, _ = select(model, pattern, type_list, "", predicate=PRUNABLE_TYPES)
+        names, _ = select(model, pattern, type_list, predicate=PRUNABLE_TYPES)
         if set(names) == wanted and len(names) == len(wanted):
             return pattern, type_list
     return _exact(checked), None

@@ -135,7 +135,7 @@ def test_count_larger_than_layer_is_an_error() -> None:
 
 def test_subclass_with_children_counts_as_conv2d() -> None:
     model = convnet()
-    names, _ = select(model, ["*"], ["Conv2d"], "", predicate=PRUNABLE_TYPES)
+    names, _ = select(model, ["*"], ["Conv2d"], predicate=PRUNABLE_TYPES)
     assert names == ["features.0", "features.2"]
     rows = {r.name: r for r in inventory(model)}
     assert rows["features.0"].type == "GatedConv" and rows["features.0"].prunable
