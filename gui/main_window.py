@@ -74,7 +74,7 @@ from gui.recipe_state import (
 )
 from gui.results import MetricsTable, NotesLabel, SummaryCards
 from gui.sensitivity_tab import SensitivityPanel, drop_text, metric_label, metric_text
-from gui.settings_panel import SCHEMES, SettingsPanel
+from gui.settings_panel import SCHEMES, DataRow, SettingsPanel
 from gui.worker import JobRunner
 
 qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
@@ -723,28 +723,23 @@ class MainWindow(QMainWindow):
 
     def set_eval_data(self, data: Dataset | None, path: Path | None, quiet: bool = False) -> None:
         self.eval_data, self.eval_path = data, path
-        if data is None:
-            self.settings.eval_row.set_file("", "")
-        else:
-            self.settings.eval_row.set_file(
-                path.name if path else data.source,
-                f"{path or data.source}\n{self._describe_data(data)}",
-            )
-            if not quiet:
-                self.log(f"evaluation data: {path or data.source} ({self._describe_data(data)})")
-        self._update_data_info()
+        self._show_data(self.settings.eval_row, "evaluation data", data, path, quiet)
 
     def set_train_data(self, data: Dataset | None, path: Path | None, quiet: bool = False) -> None:
         self.train_data, self.train_path = data, path
+        self._show_data(self.settings.train_row, "training data", data, path, quiet)
+
+    def _show_data(
+        self, row: DataRow, what: str, data: Dataset | None, path: Path | None, quiet: bool
+    ) -> None:
         if data is None:
-            self.settings.train_row.set_file("", "")
+            row.set_file("", "")
         else:
-            self.settings.train_row.set_file(
-                path.name if path else data.source,
-                f"{path or data.source}\n{self._describe_data(data)}",
-            )
+            where = path or data.source
+            described = self._describe_data(data)
+            row.set_file(path.name if path else data.source, f"{where}\n{described}")
             if not quiet:
-                self.log(f"training data: {path or data.source} ({self._describe_data(data)})")
+                self.log(f"{what}: {where} ({described})")
         self._update_data_info()
 
     def _update_data_info(self) -> None:
