@@ -176,7 +176,7 @@ def figures(tiny: bool = False, repeats: int | None = None) -> list[Figure]:
             "`skip_metrics=True` and no cached numbers (as `secateur compress --skip-metrics`). "
             f"torch at {torch.get_num_threads()} thread(s). "
             "Sides alternate; times are medians. The last column is the engine with the "
-            "proposed fused L1 pruning patched in (`benchmarks/proposals.py`; not in core yet)."
+            "proposed fused L1 pruning patched in (`benchmarks/proposals.py`; not in core)."
         ),
     )
     counts = []

@@ -2,8 +2,8 @@
 before the core adopts them. Nothing here is used by the product; ``memory.py`` applies
 them only in rows labelled "proposal".
 
-- ``partition``: find the L1 threshold with numpy's in-place ``partition`` on the one abs
-  copy (no kthvalue copy, no int64 indices) and build the keep-mask in chunks. Same masks.
+- ``partition`` (adopted: ``core.pruning._l1_keep`` now does this): find the L1 threshold
+  with numpy's in-place ``partition`` on the one abs copy and build the mask in chunks.
 - ``fused``: for an L1 layer whose mask is not held, do all of that inside the new weight's
   own memory (abs into it, partition, then copy and zero): peak = new weight + a bool mask.
 - ``mallopt``: fix glibc's mmap threshold at 4 MiB, so freed large tensors go back to the
@@ -33,42 +33,6 @@ M_MMAP_THRESHOLD = -3
 
 def _libc() -> Any:
     return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-
-
-def l1_keep_partition(modules: list[Any], amount: int | float) -> list[torch.Tensor]:
-    """Drop-in for ``core.pruning._l1_keep``: same masks, one float copy at most."""
-    weights = [m.weight.detach() for m in modules]
-    flat = (
-        torch.cat([w.abs().flatten() for w in weights])
-        if len(weights) > 1
-        else weights[0].abs().flatten()
-    )
-    n = flat.numel()
-    count = prune._compute_nparams_toprune(amount, n)
-    prune._validate_pruning_amount(count, n)
-    if count == 0:
-        return [torch.ones_like(w, dtype=torch.bool) for w in weights]
-    values = flat.float().numpy()  # shares flat's memory for float32 weights
-    values.partition(count - 1)  # in place: the count-th smallest lands at count - 1
-    threshold = float(values[count - 1])
-    del flat, values
-    keeps = []
-    dropped = 0
-    for w in weights:
-        src = w.reshape(-1)
-        keep = torch.empty(src.numel(), dtype=torch.bool)
-        for i in range(0, src.numel(), CHUNK):
-            torch.ge(src[i : i + CHUNK].abs(), threshold, out=keep[i : i + CHUNK])
-        dropped += src.numel() - int(torch.count_nonzero(keep))
-        keeps.append(keep)
-    missing = count - dropped
-    for w, keep in zip(weights, keeps):  # ties at the threshold: drop the first ones
-        if missing <= 0:
-            break
-        ties = torch.nonzero(w.reshape(-1).abs() == threshold).flatten()[:missing]
-        keep[ties] = False
-        missing -= ties.numel()
-    return [k.view_as(w) for k, w in zip(keeps, weights)]
 
 
 def _keep_mask(src: torch.Tensor, threshold: float, count: int) -> torch.Tensor:
@@ -128,12 +92,7 @@ def apply(names: list[str]) -> list[str]:
     """Apply the named proposals to this process; returns those applied."""
     done = []
     for name in names:
-        if name == "partition":
-            import core.pruning
-
-            core.pruning._l1_keep = l1_keep_partition
-            done.append(name)
-        elif name == "fused":
+        if name == "fused":
             import core.pruning
 
             core.pruning._prune_one = _fused_prune_one(core.pruning._prune_one)
@@ -150,15 +109,17 @@ def apply(names: list[str]) -> list[str]:
 
 @contextlib.contextmanager
 def patched(names: list[str]) -> Iterator[list[str]]:
-    """Apply proposals that can be undone (``fused``, ``partition``) inside the block."""
+    """Apply proposals that can be undone (``fused``) inside the block."""
     import core.pruning
 
-    saved = (core.pruning._prune_one, core.pruning._l1_keep)
+    saved = core.pruning._prune_one
     try:
         yield apply(names)
     finally:
-        core.pruning._prune_one, core.pruning._l1_keep = saved
+        core.pruning._prune_one = saved
 
 
 def trim() -> None:
-    _libc().malloc_trim(0)
+    from core.compat import release_memory  # adopted by the engine after each layer
+
+    release_memory()
