@@ -387,3 +387,32 @@ def compress_quiet(model, recipe, **kwargs: Any):
     from core.loading import LoadedModel
 
     return run(compress(LoadedModel(model, "bench", "pickle"), recipe, **kwargs))
+
+
+def heartbeat() -> Any:
+    """A started 1 ms Qt timer whose ``worst`` is the longest gap between its ticks: how long
+    the event loop was blocked. Qt is imported here, so the other benchmarks never load it."""
+    from PySide6.QtCore import QElapsedTimer, QObject, QTimer
+
+    class Heartbeat(QObject):
+        def __init__(self) -> None:
+            super().__init__()
+            self.clock = QElapsedTimer()
+            self.clock.start()
+            self.last = 0
+            self.worst = 0
+            self.timer = QTimer(self)
+            self.timer.setInterval(1)
+            self.timer.timeout.connect(self.tick)
+            self.timer.start()
+
+        def tick(self) -> None:
+            now = self.clock.elapsed()
+            self.worst = max(self.worst, now - self.last)
+            self.last = now
+
+        def restart(self) -> None:
+            self.last = self.clock.elapsed()
+            self.worst = 0
+
+    return Heartbeat()

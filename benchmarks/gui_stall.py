@@ -48,7 +48,7 @@ def main() -> int:
     args = parser.parse_args()
 
     import torch
-    from PySide6.QtCore import QCoreApplication, QElapsedTimer, QObject, QSettings, QTimer
+    from PySide6.QtCore import QCoreApplication, QSettings
     from PySide6.QtWidgets import QApplication
 
     settings_dir = tempfile.mkdtemp(prefix="secateur-stall-")
@@ -67,27 +67,6 @@ def main() -> int:
 
     configure_application(app)
 
-    class Heartbeat(QObject):
-        def __init__(self) -> None:
-            super().__init__()
-            self.clock = QElapsedTimer()
-            self.clock.start()
-            self.last = 0
-            self.worst = 0
-            self.timer = QTimer(self)
-            self.timer.setInterval(1)
-            self.timer.timeout.connect(self.tick)
-            self.timer.start()
-
-        def tick(self) -> None:
-            now = self.clock.elapsed()
-            self.worst = max(self.worst, now - self.last)
-            self.last = now
-
-        def restart(self) -> None:
-            self.last = self.clock.elapsed()
-            self.worst = 0
-
     def wait(predicate: Any, timeout_s: float = 900.0) -> None:
         deadline = time.perf_counter() + timeout_s
         while not predicate():
@@ -96,7 +75,9 @@ def main() -> int:
             app.processEvents()
             time.sleep(0.0005)
 
-    heart = Heartbeat()
+    from benchmarks.common import heartbeat
+
+    heart = heartbeat()
     rows: list[dict[str, Any]] = []
 
     def run_case(label: str, window: MainWindow) -> None:

@@ -30,7 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import PYTHON, ROOT, Figure, Target, child_env
+from benchmarks.common import PYTHON, ROOT, Figure, Target, child_env, heartbeat
 
 TREE_TARGET_S = 1.0
 STALL_TARGET_MS = 100.0
@@ -59,7 +59,7 @@ def many_modules(count: int):
 # ----------------------------------------------------------------------------- the child
 def child(count: int, repeats: int) -> dict[str, Any]:
     import torch
-    from PySide6.QtCore import QElapsedTimer, QEvent, QObject, QTimer
+    from PySide6.QtCore import QEvent, QObject
     from PySide6.QtWidgets import QApplication
 
     from core.loading import load_model
@@ -82,29 +82,6 @@ def child(count: int, repeats: int) -> dict[str, Any]:
             app.processEvents()
             time.sleep(0.0005)
 
-    class Heartbeat(QObject):
-        """Longest gap between 1 ms timer ticks: how long the event loop was blocked."""
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.clock = QElapsedTimer()
-            self.clock.start()
-            self.last = 0
-            self.worst = 0
-            self.timer = QTimer(self)
-            self.timer.setInterval(1)
-            self.timer.timeout.connect(self.tick)
-            self.timer.start()
-
-        def tick(self) -> None:
-            now = self.clock.elapsed()
-            self.worst = max(self.worst, now - self.last)
-            self.last = now
-
-        def restart(self) -> None:
-            self.last = self.clock.elapsed()
-            self.worst = 0
-
     class PaintWatch(QObject):
         def __init__(self) -> None:
             super().__init__()
@@ -120,7 +97,7 @@ def child(count: int, repeats: int) -> dict[str, Any]:
     opens: list[float] = []
     installs: list[float] = []
     stalls: list[float] = []
-    heart = Heartbeat()
+    heart = heartbeat()
     for _ in range(repeats):
         t0 = time.perf_counter()
         load_model(path, trust=True)
