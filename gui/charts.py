@@ -114,6 +114,29 @@ class _ChartFrame(QWidget):
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         raise NotImplementedError
 
+    def _plot(
+        self,
+        left: pg.AxisItem,
+        bottom: pg.AxisItem,
+        text: QColor,
+        grid: tuple[bool, bool, float],
+        si_prefix: bool = True,
+    ) -> tuple[pg.PlotWidget, pg.PlotItem]:
+        """A plot with the given axes (kept as ``_axis_left``/``_axis_bottom``), no context
+        menu or buttons, a light grid and axes in the palette's text colour."""
+        self._axis_left, self._axis_bottom = left, bottom
+        widget = pg.PlotWidget(axisItems={"left": left, "bottom": bottom})
+        item = widget.getPlotItem()
+        item.setMenuEnabled(False)
+        item.hideButtons()
+        item.showGrid(x=grid[0], y=grid[1], alpha=grid[2])
+        for axis in (left, bottom):
+            axis.setPen(pg.mkPen(text))
+            axis.setTextPen(pg.mkPen(text))
+            if not si_prefix:
+                axis.enableAutoSIPrefix(False)  # no '(x0.001)' after the labels
+        return widget, item
+
     def image(self) -> Any:
         """The plot as a QPixmap, at the size it is shown."""
         return self.plot_widget.grab()
@@ -152,16 +175,9 @@ class SparsityChart(_ChartFrame):
         self.plot_widget.scene().sigMouseClicked.connect(self._on_mouse_clicked)
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
-        self._axis_left = pg.AxisItem("left")
-        self._axis_bottom = _PercentAxis("bottom")
-        widget = pg.PlotWidget(axisItems={"left": self._axis_left, "bottom": self._axis_bottom})
-        item = widget.getPlotItem()
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        item.showGrid(x=True, y=False, alpha=0.25)
-        for axis in (self._axis_left, self._axis_bottom):
-            axis.setPen(pg.mkPen(text))
-            axis.setTextPen(pg.mkPen(text))
+        widget, item = self._plot(
+            pg.AxisItem("left"), _PercentAxis("bottom"), text, (True, False, 0.25)
+        )
         self._axis_bottom.setLabel("zero weights", color=text.name())
         self._axis_left.setStyle(tickLength=0)
         view = item.getViewBox()
@@ -371,16 +387,9 @@ class MetricsChart(_ChartFrame):
         self._ratios: list[float | None] = [None] * len(METRICS)
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
-        self._axis_left = _RatioAxis("left")
-        self._axis_bottom = pg.AxisItem("bottom")
-        widget = pg.PlotWidget(axisItems={"left": self._axis_left, "bottom": self._axis_bottom})
-        item = widget.getPlotItem()
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        item.showGrid(x=False, y=True, alpha=0.25)
-        for axis in (self._axis_left, self._axis_bottom):
-            axis.setPen(pg.mkPen(text))
-            axis.setTextPen(pg.mkPen(text))
+        widget, item = self._plot(
+            _RatioAxis("left"), pg.AxisItem("bottom"), text, (False, True, 0.25)
+        )
         self._axis_bottom.setTicks([[(i, m.label) for i, m in enumerate(METRICS)], []])
         self._axis_bottom.setStyle(tickLength=0)
         view = item.getViewBox()
@@ -464,17 +473,9 @@ class LossChart(_ChartFrame):
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
-        self._axis_left = pg.AxisItem("left")
-        self._axis_bottom = pg.AxisItem("bottom")
-        widget = pg.PlotWidget(axisItems={"left": self._axis_left, "bottom": self._axis_bottom})
-        item = widget.getPlotItem()
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        item.showGrid(x=False, y=True, alpha=0.25)
-        for axis in (self._axis_left, self._axis_bottom):
-            axis.setPen(pg.mkPen(text))
-            axis.setTextPen(pg.mkPen(text))
-            axis.enableAutoSIPrefix(False)  # no '(x0.001)' after the labels
+        widget, item = self._plot(
+            pg.AxisItem("left"), pg.AxisItem("bottom"), text, (False, True, 0.25), si_prefix=False
+        )
         self._axis_bottom.setLabel("epoch", color=text.name())
         self._axis_left.setLabel("loss", color=text.name())
         view = item.getViewBox()

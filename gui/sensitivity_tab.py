@@ -168,17 +168,9 @@ class SensitivityChart(_ChartFrame):
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         self._text_color = text
-        self._axis_left = _MetricAxis("left")
-        self._axis_bottom = _PercentAxis("bottom")
-        widget = pg.PlotWidget(axisItems={"left": self._axis_left, "bottom": self._axis_bottom})
-        item = widget.getPlotItem()
-        item.setMenuEnabled(False)
-        item.hideButtons()
-        item.showGrid(x=True, y=True, alpha=0.2)
-        for axis in (self._axis_left, self._axis_bottom):
-            axis.setPen(pg.mkPen(text))
-            axis.setTextPen(pg.mkPen(text))
-            axis.enableAutoSIPrefix(False)  # no '(x0.001)' after the labels
+        widget, item = self._plot(
+            _MetricAxis("left"), _PercentAxis("bottom"), text, (True, True, 0.2), si_prefix=False
+        )
         self._axis_bottom.setLabel("weights pruned in the layer alone", color=text.name())
         self._axis_left.setLabel("metric", color=text.name())
         self._axis_left.setWidth(56)
