@@ -95,7 +95,7 @@ def main() -> int:
         stall = heart.worst
         if isinstance(done[0], BaseException):
             raise RuntimeError(f"{label}: the run failed: {done[0]}")
-        report = done[0].report
+        report = done[0].report.to_dict()
         rows.append(
             {
                 "case": label,

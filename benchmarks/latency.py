@@ -87,7 +87,7 @@ def measure_case(
         skip_metrics=not engine_view,
         **extra,
     )
-    report = result.report
+    report = result.report.to_dict()
     lb, la = report["before"]["latency_ms"], report["after"]["latency_ms"]
     out: dict[str, Any] = {
         "engine_ratio": la / lb if lb and la else None,

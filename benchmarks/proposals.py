@@ -78,7 +78,7 @@ def prune_l1_fused(module: Any, amount: int | float) -> None:
     module.weight = nn.Parameter(new, requires_grad=module.weight.requires_grad)
 
 
-def _fused_prune_one(original: Any) -> Any:
+def _fused_prune_layer(original: Any) -> Any:
     def prune_one(module: Any, rule: Any, hold: bool = True) -> None:
         if rule.method == "l1_unstructured" and not hold:
             prune_l1_fused(module, rule.amount)
@@ -95,7 +95,7 @@ def apply(names: list[str]) -> list[str]:
         if name == "fused":
             import core.pruning
 
-            core.pruning._prune_one = _fused_prune_one(core.pruning._prune_one)
+            core.pruning.prune_layer = _fused_prune_layer(core.pruning.prune_layer)
             done.append(name)
         elif name == "mallopt":
             if _libc().mallopt(M_MMAP_THRESHOLD, 4 << 20):
@@ -112,11 +112,11 @@ def patched(names: list[str]) -> Iterator[list[str]]:
     """Apply proposals that can be undone (``fused``) inside the block."""
     import core.pruning
 
-    saved = core.pruning._prune_one
+    saved = core.pruning.prune_layer
     try:
         yield apply(names)
     finally:
-        core.pruning._prune_one = saved
+        core.pruning.prune_layer = saved
 
 
 def trim() -> None:

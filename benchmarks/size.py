@@ -187,7 +187,7 @@ def figures(tiny: bool = False) -> list[Figure]:
                 label = f"prune {amount:.0%} + {scheme.label}"
             result = compress_quiet(model, recipe, skip_metrics=True)
             size = artifact_bytes(result, folder, "p", sample)
-            before, after = result.report["before"], result.report["after"]
+            before, after = result.report.before.model_dump(), result.report.after.model_dump()
             zero = 1 - after["nonzero_parameters"] / before["parameters"]
             weights = [m.weight for m in model.modules() if isinstance(m, nn.Linear)]
             weight_n = sum(w.numel() for w in weights)

@@ -1,8 +1,9 @@
-"""The command line: ``secateur inspect``, ``secateur compress`` (and ``sensitivity``).
+"""The command line: ``secateur inspect``, ``secateur compress`` and ``secateur sensitivity``.
 
-Exit codes: 0 success; 2 a user error (one line on stderr naming the file or field, no
-traceback); 1 an unexpected internal error. The window's own flags are handled by
-``gui.launcher``, which hands these subcommands over without importing Qt.
+Flags are parsed by ``core.parser`` (the one parser); the work is done by ``core.tasks`` (the
+same jobs the window runs); the tables come from ``core.report``. Exit codes: 0 success;
+2 a user error (one line on stderr naming the file or field, no traceback); 1 an unexpected
+internal error; 130 cancelled.
 """
 
 from __future__ import annotations
@@ -13,97 +14,49 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-import core
-from core.data import Dataset, load_data, parse_input_shape
-from core.engine import Progress, compress, run
+from core.atomic import atomic_write_bytes
+from core.data import Dataset, parse_input_shape, random_data
+from core.engine import Progress, run
 from core.errors import Cancelled, UserError
-from core.inventory import inventory
-from core.loading import LoadedModel, load_demo, load_model
-from core.recipe import load_recipe
-from core.saving import SAVE_FORMATS, atomic_write_bytes, default_format, save_model
+from core.formats import default_format
+from core.memory import estimate
+from core.parser import parse
+from core.recipe import dump_recipe, load_recipe
+from core.report import Report, format_value
+from core.sensitivity import SweepSettings, allocate, predicted, recipe_from_amounts
+from core.tasks import (
+    Opened,
+    check_data_paths,
+    compress_model,
+    open_data,
+    open_model,
+    save_result,
+    sweep_model,
+)
 
-SUBCOMMANDS = ("inspect", "compress", "sensitivity")
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag as a user error (exit 2, one line)."""
-
-    def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(f"{self.prog}: {message}")
-
-
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="secateur",
-        description="Make trained PyTorch models smaller and faster; every number measured.",
-    )
-    parser.add_argument("--version", action="version", version=f"secateur {core.__version__}")
-    sub = parser.add_subparsers(dest="command", parser_class=_Parser)
-
-    p = sub.add_parser("inspect", help="print the layer table of a model")
-    p.add_argument("model", help="model file (state dict, pickle, TorchScript, .pt2)")
-    p.add_argument("--arch", help="FILE.py:callable or package.module:callable")
-    p.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-    c = sub.add_parser("compress", help="prune and quantize a model per a recipe")
-    c.add_argument("model", nargs="?", help="model file (or --demo)")
-    c.add_argument("--demo", action="store_true", help="use the bundled digits CNN and its data")
-    c.add_argument("--recipe", required=True, help="recipe file (YAML or JSON)")
-    c.add_argument("--output", required=True, help="where to write the compressed model")
-    c.add_argument("--format", choices=SAVE_FORMATS, help="default: the input's own kind")
-    c.add_argument("--arch", help="FILE.py:callable or package.module:callable")
-    c.add_argument("--data", help="evaluation data (.npz or .pt with x and optional y)")
-    c.add_argument("--train-data", help="training data for the recipe's finetune step")
-    c.add_argument("--input-shape", help="random input shape without data, e.g. 1x3x224x224")
-    c.add_argument("--report", help="write the JSON report here")
-    c.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
-    c.add_argument("--skip-metrics", action="store_true", help="sizes and sparsity only")
-    c.add_argument("--force", action="store_true", help="allow overwriting the input model")
-    c.add_argument(
-        "--threads", type=int, default=1, help="threads for the latency measurement (default 1)"
-    )
-
-    s = sub.add_parser("sensitivity", help="prune (or quantize) one layer at a time and measure")
-    s.add_argument("model", nargs="?", help="model file (or --demo)")
-    s.add_argument("--demo", action="store_true", help="use the bundled digits CNN and its data")
-    s.add_argument("--data", help="evaluation data (.npz or .pt with x and optional y)")
-    s.add_argument("--input-shape", help="random input shape without data, e.g. 1x3x224x224")
-    s.add_argument("--arch", help="FILE.py:callable or package.module:callable")
-    s.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
-    s.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")
-    s.add_argument("--types", nargs="+", default=["Conv2d", "Linear"], metavar="TYPE")
-    s.add_argument("--method", default="l1_unstructured")
-    s.add_argument("--amounts", default="0.1,0.3,0.5,0.7,0.9")
-    s.add_argument("--quantize", metavar="SCHEME", help="also quantize each layer alone")
-    s.add_argument("--subset", type=int, help="evaluate on the first N samples only")
-    s.add_argument("--no-cache", action="store_true", help="recompute even if cached")
-    s.add_argument("--output", required=True, help="write the sensitivity JSON here")
-    s.add_argument("--target-sparsity", type=float, help="overall sparsity to reach")
-    s.add_argument("--max-drop", type=float, help="largest predicted metric drop allowed")
-    s.add_argument("--emit-recipe", help="write the per-layer amounts as a recipe here")
-    return parser
+MISSING = "-"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Parse and run one subcommand; returns the exit code."""
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        args = build_parser().parse_args(argv)
-        if args.command == "inspect":
-            return cmd_inspect(args)
-        if args.command == "compress":
-            return cmd_compress(args)
-        if args.command == "sensitivity":
-            return cmd_sensitivity(args)
-        build_parser().print_help()
-        return 2
+        args = parse(argv, window_default=False)
     except UserError as exc:
-        print(f"secateur: error: {exc}", file=sys.stderr)
-        return 2
+        return _fail(exc)
+    return run_command(args)
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a parsed subcommand; every error becomes its exit code and one line."""
+    try:
+        return COMMANDS[args.command](args)
+    except UserError as exc:
+        return _fail(exc)
     except Cancelled:
         print("secateur: cancelled; nothing was written", file=sys.stderr)
         return 130
@@ -116,31 +69,44 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def load_input(args: argparse.Namespace) -> tuple[LoadedModel, Dataset | None, Dataset | None]:
-    """The model and data the flags name; --demo supplies its own test and training data."""
-    data_arg, train_arg = getattr(args, "data", None), getattr(args, "train_data", None)
-    if data_arg and train_arg and Path(data_arg).resolve() == Path(train_arg).resolve():
-        raise UserError(
-            f"--train-data: {train_arg} is also --data; never train on what you measure"
-        )
-    if getattr(args, "demo", False):
-        if args.model:
-            raise UserError(f"give a MODEL or --demo, not both (got {args.model!r})")
-        loaded, test, train = load_demo()
-        data = load_data(args.data) if getattr(args, "data", None) else test
-        train_arg = getattr(args, "train_data", None)
-        return loaded, data, load_data(train_arg) if train_arg else train
-    if not args.model:
+def _fail(exc: UserError) -> int:
+    print(f"secateur: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _open(args: argparse.Namespace) -> Opened:
+    """The model the flags name (MODEL or --demo), opened as the window opens it."""
+    if args.demo and args.model:
+        raise UserError(f"give a MODEL or --demo, not both (got {args.model!r})")
+    if not args.demo and not args.model:
         raise UserError("give a MODEL file or --demo")
-    loaded = load_model(args.model, arch=args.arch, trust=args.trust)
-    data = load_data(args.data) if getattr(args, "data", None) else None
-    train_arg = getattr(args, "train_data", None)
-    return loaded, data, load_data(train_arg) if train_arg else None
+    path = None if args.demo else Path(args.model)
+    return run(open_model(path, args.arch, args.trust))
 
 
+def _inputs(args: argparse.Namespace, opened: Opened) -> tuple[Dataset | None, Dataset | None]:
+    """Evaluation and training data: the flags' files, else the demo's own."""
+    data_arg, train_arg = getattr(args, "data", None), getattr(args, "train_data", None)
+    check_data_paths(data_arg, train_arg)
+    data = run(open_data(Path(data_arg))) if data_arg else opened.eval_data
+    train = run(open_data(Path(train_arg))) if train_arg else opened.train_data
+    return data, train
+
+
+def _shape(args: argparse.Namespace) -> tuple[int, ...] | None:
+    return parse_input_shape(args.input_shape) if args.input_shape else None
+
+
+def _threads(value: int) -> int:
+    if value < 1:
+        raise UserError(f"--threads: {value} must be at least 1")
+    return value
+
+
+# ---------------------------------------------------------------------------- inspect
 def cmd_inspect(args: argparse.Namespace) -> int:
-    loaded = load_model(args.model, arch=args.arch, trust=args.trust)
-    rows = inventory(loaded.model)
+    opened = _open(args)
+    loaded, rows = opened.loaded, opened.layers
     if args.json:
         payload = {
             "model": {"source": loaded.source, "format": loaded.format, "class": loaded.class_name},
@@ -179,90 +145,60 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- compress
 def cmd_compress(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     recipe = load_recipe(args.recipe)
-    loaded, data, train = load_input(args)
-    input_shape = parse_input_shape(args.input_shape) if args.input_shape else None
+    threads = _threads(args.threads)
+    opened = _open(args)
+    data, train = _inputs(args, opened)
+    loaded = opened.loaded
     load_s = time.perf_counter() - t0
-    from core.memory import estimate
-
     warning = estimate(loaded.model, recipe).warning()
     if warning:
         print(f"secateur: warning: {warning}", file=sys.stderr)
     fmt = args.format or default_format(loaded.format)
-    out = Path(args.output)
     bar = ProgressBar(sys.stderr)
     result = run(
-        compress(
+        compress_model(
             loaded,
             recipe,
-            data=data,
-            train_data=train if recipe.finetune else None,
-            input_shape=input_shape,
+            data,
+            train,
+            input_shape=_shape(args),
             skip_metrics=args.skip_metrics,
-            latency_threads=_threads(args.threads),
+            threads=threads,
         ),
         bar.update,
     )
     bar.close()
     report = result.report
-    report["timings_s"]["load"] = load_s
-    example = result.eval_data or _fallback_example(loaded, input_shape)
-    t1 = time.perf_counter()
-    outcome = save_model(
-        result.model,
-        out,
-        fmt,
-        example,
-        result.quantized,
-        protected=loaded.path if loaded.format != "demo" else None,
-        force=args.force,
-        arch=loaded.arch,
-    )
-    report["timings_s"]["save"] = time.perf_counter() - t1
-    report["after"]["file_bytes"] = outcome.file_bytes
-    report["round_trip"] = outcome.round_trip
-    report["output"] = {
-        "path": str(out),
-        "format": fmt,
-        "sidecar": str(outcome.sidecar) if outcome.sidecar else None,
-    }
+    report.timings_s["load"] = load_s
+    run(save_result(result, loaded, Path(args.output), fmt, force=args.force))
     print_summary(report, sys.stdout)
     if args.report:
-        atomic_write_bytes(Path(args.report), (json.dumps(report, indent=2) + "\n").encode())
+        report.write(Path(args.report))
     return 0
 
 
-def _threads(value: int) -> int:
-    if value < 1:
-        raise UserError(f"--threads: {value} must be at least 1")
-    return value
-
-
+# ------------------------------------------------------------------------ sensitivity
 def _parse_amounts(text: str) -> list[float]:
     try:
-        amounts = [float(a) for a in text.split(",") if a.strip()]
+        return [float(a) for a in text.split(",") if a.strip()]
     except ValueError:
         raise UserError(f"--amounts: {text!r} is not a comma-separated list of fractions") from None
-    return amounts
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
-    from core.data import random_data
-    from core.recipe import dump_recipe
-    from core.sensitivity import SweepSettings, allocate, predicted, recipe_from_amounts, sweep
-
-    loaded, data, _ = load_input(args)
+    opened = _open(args)
+    loaded = opened.loaded
+    loaded.require_eager()  # before asking for data it could not use
+    data, _ = _inputs(args, opened)
     if data is None:
-        if not args.input_shape:
+        shape = _shape(args)
+        if shape is None:
             raise UserError("give --data (or --input-shape) to measure sensitivity on")
-        data = random_data(parse_input_shape(args.input_shape), samples=64)
-    if not loaded.eager:
-        raise UserError(
-            f"{loaded.display_name}: a {loaded.format} model cannot be pruned in place; "
-            "load its state dict with --arch"
-        )
+        data = random_data(shape)
     if args.emit_recipe and args.target_sparsity is None and args.max_drop is None:
         raise UserError("--emit-recipe needs --target-sparsity or --max-drop")
     settings = SweepSettings(
@@ -273,53 +209,21 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         quantize=args.quantize,
         subset=args.subset,
     )
-    if args.quantize:
-        from core.recipe import Quantize
-
-        try:
-            Quantize(scheme=args.quantize)
-        except Exception:
-            raise UserError(f"--quantize: {args.quantize!r} is not a scheme") from None
     bar = ProgressBar(sys.stderr)
-    result = run(sweep(loaded.model, data, settings, use_cache=not args.no_cache), bar.update)
+    result = run(sweep_model(loaded, data, settings, use_cache=not args.no_cache), bar.update)
     bar.close()
     payload = result.data
     out = Path(args.output)
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
-    metric = payload["metric"]
-    rows = [
-        (
-            "layer",
-            "type",
-            "parameters",
-            *[f"{p['amount']:g}" for p in payload["layers"][0]["points"]],
-        )
-    ]
-    if args.quantize:
-        rows[0] = (*rows[0], args.quantize)
-    for row in payload["layers"]:
-        cells = (
-            row["name"],
-            row["type"],
-            f"{row['parameters']:,}",
-            *[f"{p['metric']:.4f}" for p in row["points"]],
-        )
-        if args.quantize:
-            q = row.get("quantized") or {}
-            cells = (*cells, f"{q['metric']:.4f}" if q.get("metric") is not None else "skipped")
-        rows.append(cells)
-    print(
-        f"{metric} per layer pruned alone ({payload['method']}); baseline {payload['baseline']:.4f}"
-        + (" [cached]" if result.cached else "")
-    )
-    print_table(rows, sys.stdout)
+    print_sensitivity(payload, args.quantize, result.cached, sys.stdout)
     if args.target_sparsity is not None or args.max_drop is not None:
         amounts = allocate(payload, args.target_sparsity, args.max_drop)
         guess = predicted(payload, amounts)
         print(
             "\nautomatic amounts: "
             + ", ".join(f"{k} {v:g}" for k, v in amounts.items())
-            + f"\npredicted: sparsity {guess['sparsity']:.4f}, {metric} {guess['metric']:.4f}"
+            + f"\npredicted: sparsity {guess['sparsity']:.4f}, "
+            f"{payload['metric']} {guess['metric']:.4f}"
         )
         if args.emit_recipe:
             dump_recipe(recipe_from_amounts(amounts, settings.method), Path(args.emit_recipe))
@@ -328,17 +232,48 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fallback_example(loaded: LoadedModel, input_shape: tuple[int, ...] | None) -> Dataset:
-    from core.data import random_data
-
-    if input_shape is not None:
-        return random_data(input_shape)
-    raise UserError(
-        f"{loaded.display_name}: give --data or --input-shape so the saved file can be "
-        "reloaded and checked"
+def print_sensitivity(
+    payload: dict[str, Any], scheme: str | None, cached: bool, stream: TextIO
+) -> None:
+    """The sweep as a table: one row per layer, one column per amount."""
+    rows = [
+        (
+            "layer",
+            "type",
+            "parameters",
+            *[f"{p['amount']:g}" for p in payload["layers"][0]["points"]],
+        )
+    ]
+    if scheme:
+        rows[0] = (*rows[0], scheme)
+    for row in payload["layers"]:
+        cells = (
+            row["name"],
+            row["type"],
+            f"{row['parameters']:,}",
+            *[f"{p['metric']:.4f}" for p in row["points"]],
+        )
+        if scheme:
+            q = row.get("quantized") or {}
+            cells = (*cells, f"{q['metric']:.4f}" if q.get("metric") is not None else "skipped")
+        rows.append(cells)
+    print(
+        f"{payload['metric']} per layer pruned alone ({payload['method']}); "
+        f"baseline {payload['baseline']:.4f}" + (" [cached]" if cached else ""),
+        file=stream,
     )
+    print_table(rows, stream)
 
 
+# Looked up when called, so a test can replace a command (and see exit code 1 for a bug).
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "inspect": lambda args: cmd_inspect(args),
+    "compress": lambda args: cmd_compress(args),
+    "sensitivity": lambda args: cmd_sensitivity(args),
+}
+
+
+# ------------------------------------------------------------------------------ output
 class ProgressBar:
     """A one-line progress bar on a terminal; plain step lines otherwise (quiet in pipes)."""
 
@@ -374,82 +309,46 @@ def print_table(rows: list[tuple[str, ...]], stream: TextIO) -> None:
             print("  ".join("-" * w for w in widths), file=stream)
 
 
-def _fmt(value: Any, kind: str) -> str:
-    if value is None:
-        return "-"
-    if kind == "bytes":
-        return human_bytes(value)
-    if kind == "int":
-        return f"{value:,}"
-    if kind == "ms":
-        return f"{value:.3f} ms"
-    if kind == "frac":
-        return f"{value:.4f}"
-    return str(value)
-
-
-def human_bytes(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if abs(n) < 1024 or unit == "GiB":
-            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.2f} {unit}"
-        n /= 1024
-    return f"{n} B"
-
-
-def print_summary(report: dict[str, Any], stream: TextIO) -> None:
+def print_summary(report: Report, stream: TextIO) -> None:
     """The before/after table a person reads after a compression."""
-    before, after = report["before"], report["after"]
     rows = [("metric", "before", "after", "after/before")]
-    spec = [
-        ("parameters", "parameters", "int"),
-        ("nonzero parameters", "nonzero_parameters", "int"),
-        ("state dict size", "state_dict_bytes", "bytes"),
-        ("file size", "file_bytes", "bytes"),
-        ("latency", "latency_ms", "ms"),
-        ("accuracy", "accuracy", "frac"),
-    ]
-    for label, key, kind in spec:
-        b, a = before.get(key), after.get(key)
-        if key == "file_bytes":
-            b = before.get("state_dict_bytes")
-        ratio = (
-            f"{a / b:.3f}x"
-            if isinstance(a, int | float) and isinstance(b, int | float) and b
-            else "-"
+    for row in report.size_rows():
+        r = row.ratio
+        rows.append(
+            (
+                row.label.lower(),
+                row.before_text(MISSING),
+                row.after_text(MISSING),
+                f"{r:.3f}x" if r is not None else MISSING,
+            )
         )
-        rows.append((label, _fmt(b, kind), _fmt(a, kind), ratio))
     print_table(rows, stream)
-    fid = report.get("fidelity") or {}
-    parts = [f"{k.replace('_', ' ')} {v:.4f}" for k, v in fid.items() if isinstance(v, int | float)]
+    parts = [
+        f"{row.label.lower()} {row.after_text()}"
+        for row in report.fidelity_rows()
+        if row.after is not None
+    ]
     if parts:
         print("fidelity: " + ", ".join(parts), file=stream)
-    rt = report.get("round_trip") or {}
-    if rt:
-        state = {True: "ok", False: "FAILED", None: "not checked"}[rt.get("ok")]
-        err = rt.get("max_abs_error")
-        extra = f" (max abs error {err:.3g})" if isinstance(err, float) else ""
-        reason = f" ({rt['reason']})" if rt.get("reason") else ""
-        print(f"round trip: {state}{extra}{reason}", file=stream)
-    pruned = [
-        row for row in report["layers"] if row["pruning"] or row["quantization"] or row["skipped"]
-    ]
-    if pruned:
-        rows = [("layer", "type", "sparsity before", "after", "quantization")]
-        for row in pruned:
-            rows.append(
+    if report.saved:
+        print(f"round trip: {report.round_trip_text()}", file=stream)
+    touched = report.touched_layers()
+    if touched:
+        table = [("layer", "type", "sparsity before", "after", "quantization")]
+        for layer in touched:
+            table.append(
                 (
-                    row["name"],
-                    row["type"],
-                    _fmt(row["sparsity_before"], "frac"),
-                    _fmt(row["sparsity_after"], "frac"),
-                    row["quantization"]
-                    or (f"skipped: {row['skipped']}" if row["skipped"] else "-"),
+                    layer.name,
+                    layer.type,
+                    format_value(layer.sparsity_before, "frac", MISSING),
+                    format_value(layer.sparsity_after, "frac", MISSING),
+                    layer.quantization
+                    or (f"skipped: {layer.skipped}" if layer.skipped else MISSING),
                 )
             )
         print(file=stream)
-        print_table(rows, stream)
-    for note in report.get("notes", []):
+        print_table(table, stream)
+    for note in report.notes:
         print(f"note: {note}", file=stream)
-    out = report.get("output")
-    if out:
-        print(f"saved {out['path']} ({out['format']})", file=stream)
+    if report.output:
+        print(f"saved {report.output['path']} ({report.output['format']})", file=stream)

@@ -200,9 +200,15 @@ def parse_input_shape(text: str) -> tuple[int, ...]:
     return shape
 
 
-def random_data(shape: tuple[int, ...], seed: int = 0, samples: int | None = None) -> Dataset:
-    """A seeded random float input of ``shape`` for latency and fidelity without data."""
+RANDOM_SAMPLES = 32
+"""Samples of a random input (no data, an input shape): enough for a stable cosine and a
+latency batch, few enough to stay fast. The engine, the sweep and the save all use it."""
+
+
+def random_data(shape: tuple[int, ...], seed: int = 0) -> Dataset:
+    """A seeded random float input of ``shape`` for latency and fidelity without data: at
+    least ``RANDOM_SAMPLES`` samples (more when the shape's batch asks for more)."""
     gen = torch.Generator().manual_seed(seed)
-    count = samples or shape[0]
+    count = max(shape[0], RANDOM_SAMPLES)
     x = torch.randn((count, *shape[1:]), generator=gen)
     return Dataset(x, None, f"random input {'x'.join(map(str, shape))}")

@@ -22,25 +22,20 @@ from typing import Any
 import torch
 from torch import nn
 
-import core
 from core import compat
 from core.data import Dataset, random_data
-from core.errors import Cancelled, DataError, UnsupportedError
+from core.errors import Cancelled, DataError
+from core.fidelity import empty as no_fidelity
+from core.fidelity import fidelity
 from core.finetune import finetune
 from core.inventory import inventory, layer_weight, sparsity
 from core.loading import LoadedModel
-from core.metrics import (
-    accuracy,
-    fidelity,
-    model_stats,
-    paired_latency_ms,
-    run_outputs,
-)
+from core.metrics import accuracy, model_stats, paired_latency_ms, run_outputs
 from core.pruning import Pruner, make_permanent, plan_pruning
 from core.quantization import QuantPlan, apply_to_layer, check_machine, describe, plan_quantization
 from core.recipe import Recipe
+from core.report import LayerRow, Numbers, Report
 
-REPORT_VERSION = 1
 DEFAULT_INPUT_SHAPE_NOTE = "give evaluation data or an input shape to measure latency/fidelity"
 
 
@@ -59,7 +54,7 @@ class Progress:
 @dataclass
 class CompressionResult:
     model: nn.Module
-    report: dict[str, Any]
+    report: Report
     quantized: dict[str, Any] | None
     eval_data: Dataset | None
     notes: list[str] = field(default_factory=list)
@@ -119,20 +114,12 @@ def compress(
 
     # --- plan: every pattern is checked against the model before any work starts
     prune_plan = plan_pruning(original, recipe.prune, source) if recipe.prune else {}
+    if not recipe.is_empty():
+        loaded.require_eager()
     quant_plan = QuantPlan()
     if recipe.quantize is not None:
-        if not loaded.eager:
-            raise UnsupportedError(
-                f"{loaded.display_name}: a {loaded.format} model cannot be quantized "
-                "(module swaps need the eager model: load its state dict with --arch)"
-            )
         check_machine(recipe.quantize)
         quant_plan = plan_quantization(original, recipe.quantize, source)
-    if prune_plan and not loaded.eager:
-        raise UnsupportedError(
-            f"{loaded.display_name}: a {loaded.format} model cannot be pruned in place "
-            "(torch.nn.utils.prune needs the eager model: load its state dict with --arch)"
-        )
     if recipe.finetune is not None:
         if train_data is None:
             raise DataError(
@@ -145,7 +132,7 @@ def compress(
             )
     eval_data = data
     if eval_data is None and input_shape is not None:
-        eval_data = random_data(input_shape, samples=max(input_shape[0], 8))
+        eval_data = random_data(input_shape)
     notes: list[str] = []
     if recipe.quantize is not None and recipe.quantize.backend == "legacy":
         notes.append(compat.LEGACY_NOTICE)
@@ -178,7 +165,7 @@ def compress(
     model.eval()
     before_stats = model_stats(original, cache=True)
     before_sparsity = before_stats.sparsity
-    before: dict[str, Any] = dict(before_stats.numbers())
+    before = Numbers(**before_stats.numbers())
     yield tick("metrics", "measuring the original: size and sparsity")
     ref_outputs = None
     lat_args: tuple = ()
@@ -190,11 +177,9 @@ def compress(
     if measure:
         assert eval_data is not None
         ref_outputs = run_outputs(original, eval_data)
-        before["accuracy"] = accuracy(ref_outputs, eval_data)
+        before.accuracy = accuracy(ref_outputs, eval_data)
         yield tick("metrics", "measuring the original: accuracy and outputs done")
         lat_args, lat_kwargs, _ = eval_data.slice(0, min(latency_batch, len(eval_data)))
-    else:
-        before.update(latency_ms=None, accuracy=None)
     timings["metrics"] += time.perf_counter() - t0
 
     # --- prune, fine-tune, quantize
@@ -284,69 +269,53 @@ def compress(
     # --- after
     t0 = time.perf_counter()
     after_stats = model_stats(model)
-    after: dict[str, Any] = dict(after_stats.numbers())
+    after = Numbers(**after_stats.numbers())
     after_sparsity = after_stats.sparsity
     yield tick("metrics", "measuring the result: size and sparsity")
-    fid: dict[str, Any] = {
-        "cosine_similarity": None,
-        "relative_error": None,
-        "top1_agreement": None,
-    }
+    fid = no_fidelity()
     if measure:
         assert eval_data is not None and ref_outputs is not None
         outputs = run_outputs(model, eval_data)
-        after["accuracy"] = accuracy(outputs, eval_data)
+        after.accuracy = accuracy(outputs, eval_data)
         fid = fidelity(ref_outputs, outputs)
         yield tick("metrics", "measuring latency: original and result, alternately")
         saved_threads = torch.get_num_threads()
         torch.set_num_threads(threads)
         try:
-            before["latency_ms"], after["latency_ms"] = paired_latency_ms(
+            before.latency_ms, after.latency_ms = paired_latency_ms(
                 original, model, lat_args, lat_kwargs, should_stop=should_stop
             )
         finally:
             torch.set_num_threads(saved_threads)
-    else:
-        after.update(latency_ms=None, accuracy=None)
     timings["metrics"] += time.perf_counter() - t0
 
     layers = _layer_rows(
         original, model, before_sparsity, after_sparsity, prune_plan, recipe, quant_plan
     )
-    report: dict[str, Any] = {
-        "report_version": REPORT_VERSION,
-        "secateur_version": core.__version__,
-        "model": {
-            "source": loaded.source,
-            "format": loaded.format,
-            "class": loaded.class_name,
-        },
-        "recipe": recipe.to_dict(),
-        "before": before,
-        "after": after,
-        "fidelity": fid,
-        "layers": layers,
-        "round_trip": None,
-        "timings_s": timings,
-        "measurement": {
+    report = Report(
+        model={"source": loaded.source, "format": loaded.format, "class": loaded.class_name},
+        recipe=recipe.to_dict(),
+        before=before,
+        after=after,
+        fidelity=fid,
+        layers=layers,
+        timings_s=timings,
+        measurement={
             "data": eval_data.source if eval_data is not None else None,
             "samples": len(eval_data) if eval_data is not None else 0,
             "latency_batch": latency_batch if measure else None,
             "threads": threads,
             "torch": torch.__version__,
         },
-        "notes": notes + _advice(before, after, prune_plan, recipe),
-    }
-    if finetune_report is not None:
-        report["finetune"] = finetune_report
+        notes=notes + _advice(before, after, prune_plan, recipe),
+    )
+    report.finetune = finetune_report
     yield tick("done", "done")
     quantized = None
     if recipe.quantize is not None and quant_plan.layers:
         quantized = {
             "secateur_sidecar": 1,
-            "quantize": recipe.quantize.to_dict()
-            if hasattr(recipe.quantize, "to_dict")
-            else recipe.quantize.model_dump(mode="json"),
+            "quantize": recipe.quantize.model_dump(mode="json"),
             "layers": quant_plan.layers,
         }
     return CompressionResult(model, report, quantized, eval_data, notes)
@@ -360,7 +329,7 @@ def _layer_rows(
     prune_plan: dict,
     recipe: Recipe,
     quant_plan: QuantPlan,
-) -> list[dict[str, Any]]:
+) -> list[LayerRow]:
     label = describe(recipe.quantize) if recipe.quantize is not None else None
     quantized = set(quant_plan.layers)
     rows = []
@@ -370,30 +339,30 @@ def _layer_rows(
             continue
         plan = prune_plan.get(name)
         rows.append(
-            {
-                "name": name,
-                "type": info.type,
-                "parameters": info.parameters,
-                "sparsity_before": before.get(name),
-                "sparsity_after": after.get(name),
-                "pruning": plan.rule.method if plan else None,
-                "prune_amount": plan.rule.amount if plan else None,
-                "quantization": label if name in quantized else None,
-                "skipped": quant_plan.skipped.get(name),
-            }
+            LayerRow(
+                name=name,
+                type=info.type,
+                parameters=info.parameters,
+                sparsity_before=before.get(name),
+                sparsity_after=after.get(name),
+                pruning=plan.rule.method if plan else None,
+                prune_amount=plan.rule.amount if plan else None,
+                quantization=label if name in quantized else None,
+                skipped=quant_plan.skipped.get(name),
+            )
         )
     return rows
 
 
-def _advice(before: dict, after: dict, prune_plan: dict, recipe: Recipe) -> list[str]:
+def _advice(before: Numbers, after: Numbers, prune_plan: dict, recipe: Recipe) -> list[str]:
     """Plain statements where a choice did not pay on this machine."""
     out = []
-    if prune_plan and after["state_dict_bytes"] >= before["state_dict_bytes"] * 0.98:
+    if prune_plan and after.state_dict_bytes >= before.state_dict_bytes * 0.98:
         out.append(
             "unstructured pruning zeroes weights but a dense file stores zeros too: the file "
             "is not smaller (quantize, or use structured pruning, to shrink it)"
         )
-    lb, la = before.get("latency_ms"), after.get("latency_ms")
+    lb, la = before.latency_ms, after.latency_ms
     if lb and la and la > lb * 1.05:
         what = describe(recipe.quantize) if recipe.quantize else "this recipe"
         out.append(

@@ -30,14 +30,18 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from core import compat
+from core import compat, demo
+from core.data import Dataset, load_data
 from core.errors import (
     ArchRequiredError,
     ModelLoadError,
     TrustRequiredError,
+    UnsupportedError,
     UserError,
     first_line,
 )
+from core.quantization import apply_to_layer
+from core.recipe import Quantize
 
 ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
@@ -68,6 +72,27 @@ class LoadedModel:
     def eager(self) -> bool:
         """True when modules can be swapped and hooked (not TorchScript or exported)."""
         return self.format in ("state_dict", "pickle", "demo")
+
+    @property
+    def not_eager_reason(self) -> str | None:
+        """Why this model cannot be pruned or quantized (None for an eager model): the one
+        wording the engine, the command line and the window all use."""
+        if self.eager:
+            return None
+        kind = {"torchscript": "TorchScript", "exported": "exported (.pt2)"}.get(
+            self.format, self.format
+        )
+        return (
+            f"{self.display_name}: a {kind} model can be inspected but not pruned or quantized "
+            "(that needs the eager model: open its state dict with its architecture, --arch, "
+            "or the pickled model)"
+        )
+
+    def require_eager(self) -> None:
+        """Refuse, before any work, to prune or quantize a model that is not eager."""
+        reason = self.not_eager_reason
+        if reason is not None:
+            raise UnsupportedError(reason)
 
 
 def sidecar_path(path: Path) -> Path:
@@ -357,7 +382,7 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
         if sidecar is not None:
             for layer, module, quant in _sidecar_layers(model, sidecar):
                 module.to_empty(device="cpu", recurse=False)
-                _apply_quant(model, module, layer, quant)
+                apply_to_layer(model, module, layer, quant)
     except Exception:
         return None
     own = model.state_dict()
@@ -377,8 +402,6 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
 
 
 def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Any]]:
-    from core.recipe import Quantize
-
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
         quant = Quantize.model_validate(data["quantize"])
@@ -396,15 +419,9 @@ def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Modul
     return out
 
 
-def _apply_quant(model: nn.Module, module: nn.Module, layer: str, quant: Any) -> None:
-    from core.quantization import apply_to_layer
-
-    apply_to_layer(model, module, layer, quant)
-
-
 def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
     for layer, module, quant in _sidecar_layers(model, sidecar):
-        _apply_quant(model, module, layer, quant)
+        apply_to_layer(model, module, layer, quant)
 
 
 def _restore_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -452,11 +469,8 @@ def _needs_assign(own: Mapping[str, Any]) -> bool:
     )
 
 
-def load_demo() -> tuple[LoadedModel, Any, Any]:
+def load_demo() -> tuple[LoadedModel, Dataset, Dataset]:
     """The bundled digits CNN with its test data (to evaluate) and training data."""
-    from core import demo
-    from core.data import load_data
-
     model = demo.load_demo_model()
     loaded = LoadedModel(model, "demo", "demo", demo.WEIGHTS_PATH, "core.demo:build_model")
     return loaded, load_data(demo.TEST_DATA_PATH), load_data(demo.TRAIN_DATA_PATH)

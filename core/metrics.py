@@ -3,8 +3,7 @@
 - ``state_dict_bytes``: bytes of ``torch.save(model.state_dict())``.
 - ``latency_ms``: median of at least 10 forward passes after warm-up, under
   torch.inference_mode, same thread count and same input before and after.
-- fidelity: compressed vs original outputs on the same inputs, every output tensor
-  flattened; top-1 agreement when the output looks like class logits.
+- fidelity (``core.fidelity``): compressed vs original outputs on the same inputs.
 """
 
 from __future__ import annotations
@@ -22,6 +21,7 @@ from torch import nn
 
 from core.data import Dataset
 from core.errors import Cancelled, DataError, first_line
+from core.fidelity import looks_like_logits
 from core.inventory import layer_weight, quantization_of
 
 EVAL_BATCH = 256
@@ -170,11 +170,6 @@ def run_outputs(
     return outs
 
 
-def looks_like_logits(outputs: list[list[torch.Tensor]]) -> bool:
-    first = outputs[0]
-    return len(first) == 1 and first[0].dim() == 2 and first[0].shape[1] > 1
-
-
 def accuracy(outputs: list[list[torch.Tensor]], data: Dataset) -> float | None:
     """Top-1 accuracy against the labels, or None without labels or logits."""
     if data.y is None or not looks_like_logits(outputs):
@@ -187,30 +182,6 @@ def accuracy(outputs: list[list[torch.Tensor]], data: Dataset) -> float | None:
             f"{data.source}: y holds label {top} but the model outputs {classes} classes"
         )
     return float((logits.argmax(1) == data.y).float().mean())
-
-
-def fidelity(
-    reference: list[list[torch.Tensor]], candidate: list[list[torch.Tensor]]
-) -> dict[str, float | None]:
-    """Cosine similarity, relative error and top-1 agreement of candidate vs reference."""
-    a = torch.cat([t.reshape(-1) for batch in reference for t in batch]).double()
-    b = torch.cat([t.reshape(-1) for batch in candidate for t in batch]).double()
-    if a.shape != b.shape:
-        return {"cosine_similarity": None, "relative_error": None, "top1_agreement": None}
-    norm_a, norm_b = a.norm(), b.norm()
-    if norm_a == 0 and norm_b == 0:
-        cosine = 1.0
-    elif norm_a == 0 or norm_b == 0:
-        cosine = 0.0
-    else:
-        cosine = float(torch.dot(a, b) / (norm_a * norm_b))
-    rel = float((a - b).norm() / norm_a) if norm_a > 0 else float((a - b).norm())
-    top1 = None
-    if looks_like_logits(reference) and looks_like_logits(candidate):
-        ra = torch.cat([x[0] for x in reference]).argmax(1)
-        rb = torch.cat([x[0] for x in candidate]).argmax(1)
-        top1 = float((ra == rb).float().mean())
-    return {"cosine_similarity": cosine, "relative_error": rel, "top1_agreement": top1}
 
 
 def latency_ms(

@@ -16,6 +16,7 @@ from torch.nn.utils import prune
 
 from core.errors import RecipeError
 from core.inventory import PRUNABLE_TYPES, select
+from core.methods import PRUNE_METHODS
 from core.recipe import PruneRule
 
 
@@ -49,24 +50,20 @@ def _check_amount(module: nn.Module, rule: PruneRule, where: str, name: str) -> 
     if not isinstance(rule.amount, int):
         return
     weight = module.weight
-    if rule.method in ("ln_structured", "random_structured"):
+    method = PRUNE_METHODS[rule.method]
+    if method.structured:
         if not -weight.dim() <= rule.dim < weight.dim():
             raise RecipeError(
                 f"{where}.dim: {rule.dim} is out of range for {name} (weight has "
                 f"{weight.dim()} dimensions)"
             )
         total = weight.shape[rule.dim]
-        unit = "channels"
     else:
         total = weight.numel()
-        unit = "elements"
     if rule.amount > total:
         raise RecipeError(
-            f"{where}.amount: {rule.amount} is more than the {total} {unit} of {name}"
+            f"{where}.amount: {rule.amount} is more than the {total} {method.unit} of {name}"
         )
-
-
-_CHUNK = 1 << 18
 
 
 class Pruner:
@@ -91,14 +88,15 @@ class Pruner:
         rule = item.rule
         hold = (self.hold_masks or not rule.permanent) and not force_fold
         module = self.model.get_submodule(name)
-        if rule.method != "global_unstructured":
-            _prune_one(module, rule, hold)
+        method = PRUNE_METHODS[rule.method]
+        if method.scope == "layer":
+            prune_layer(module, rule, hold)
             return
         if name not in self._pending:
             group = [n for n, p in self.plan.items() if p.rule_index == item.rule_index]
-            keeps = _l1_keep([self.model.get_submodule(n) for n in group], rule.amount)
-            self._pending.update(zip(group, keeps))
-        _install([module], [self._pending.pop(name)], hold)
+            weights = [self.model.get_submodule(n).weight for n in group]
+            self._pending.update(zip(group, method.keep(weights, rule)))
+        install_masks([module], [self._pending.pop(name)], hold)
 
 
 def prune_layers(
@@ -111,66 +109,16 @@ def prune_layers(
         yield name
 
 
-def _prune_one(module: nn.Module, rule: PruneRule, hold: bool = True) -> None:
-    """Prune one layer with its rule's method (masks held, or weights zeroed in place)."""
-    if rule.method == "l1_unstructured":
-        _install([module], _l1_keep([module], rule.amount), hold)
-        return
-    if rule.method == "random_unstructured":
-        method: prune.BasePruningMethod = prune.RandomUnstructured(rule.amount)
-    elif rule.method == "ln_structured":
-        method = prune.LnStructured(rule.amount, n=rule.norm(), dim=rule.dim)
-    elif rule.method == "random_structured":
-        method = prune.RandomStructured(rule.amount, dim=rule.dim)
-    else:  # pragma: no cover - the recipe's Literal type rules this out
-        raise ValueError(f"unknown pruning method {rule.method!r}")
-    weight = module.weight.detach()
-    mask = method.compute_mask(weight, default_mask=torch.ones_like(weight))
-    _install([module], [mask.bool()], hold)
+def prune_layer(module: nn.Module, rule: PruneRule, hold: bool = True) -> None:
+    """Prune one layer with its rule's (layer-scoped) method: masks held, or the weight
+    replaced by a zeroed copy."""
+    (keep,) = PRUNE_METHODS[rule.method].keep([module.weight], rule)
+    install_masks([module], [keep], hold)
 
 
-def _l1_keep(modules: list[nn.Module], amount: int | float) -> list[torch.Tensor]:
-    """Boolean keep-masks that drop the ``amount`` smallest-magnitude weights: per layer for
-    one module, against one threshold across all of them for several (global L1).
-
-    The same masks as torch's L1Unstructured / global_unstructured, which select with
-    torch.topk. Here the threshold comes from numpy's in-place partition of one copy of the
-    magnitudes (no index tensor, no second copy: topk and kthvalue each allocate two more
-    layer-sized buffers), and the masks are built in chunks. Among weights of exactly equal
-    magnitude at the threshold, which ones go is arbitrary in torch; here the first ones.
-    """
-    weights = [m.weight.detach() for m in modules]
-    total = sum(w.numel() for w in weights)
-    count = prune._compute_nparams_toprune(amount, total)
-    prune._validate_pruning_amount(count, total)
-    if count == 0:
-        return [torch.ones_like(w, dtype=torch.bool) for w in weights]
-    flat = torch.cat([w.reshape(-1).abs().float() for w in weights])
-    values = flat.numpy()
-    values.partition(count - 1)  # in place: the count-th smallest lands at count - 1
-    threshold = float(values[count - 1])
-    del flat, values
-    keeps = []
-    dropped = 0
-    for weight in weights:
-        src = weight.reshape(-1)
-        keep = torch.empty(src.numel(), dtype=torch.bool)
-        for start in range(0, src.numel(), _CHUNK):
-            part = src[start : start + _CHUNK]
-            torch.ge(part.abs().float(), threshold, out=keep[start : start + _CHUNK])
-        dropped += src.numel() - int(torch.count_nonzero(keep))
-        keeps.append(keep)
-    missing = count - dropped
-    for weight, keep in zip(weights, keeps):
-        if missing <= 0:
-            break
-        ties = torch.nonzero(weight.reshape(-1).abs().float() == threshold).flatten()[:missing]
-        keep[ties] = False
-        missing -= ties.numel()
-    return [keep.view_as(w) for keep, w in zip(keeps, weights)]
-
-
-def _install(modules: list[nn.Module], keeps: list[torch.Tensor], hold: bool) -> None:
+def install_masks(modules: list[nn.Module], keeps: list[torch.Tensor], hold: bool) -> None:
+    """Apply keep-masks: as torch.nn.utils.prune reparametrisations (``hold``), or by
+    replacing each weight with a zeroed copy (never changing a tensor in place)."""
     for module, keep in zip(modules, keeps):
         weight = module.weight
         if hold:

@@ -23,24 +23,18 @@ from pydantic import (
     model_validator,
 )
 
+from core.atomic import atomic_write_bytes
 from core.errors import RecipeError
+from core.methods import PRUNE_METHODS
+from core.schemes import BACKENDS, DEFAULT_BACKEND, GRANULARITIES, SCHEMES
 
 RECIPE_VERSION = 1
 
-PruneMethod = Literal[
-    "l1_unstructured",
-    "random_unstructured",
-    "ln_structured",
-    "random_structured",
-    "global_unstructured",
-]
-PRUNE_METHODS: tuple[str, ...] = PruneMethod.__args__  # type: ignore[attr-defined]
-STRUCTURED_METHODS = ("ln_structured", "random_structured")
-
-QuantScheme = Literal["int8_dynamic", "int8_weight_only", "fp16", "bf16"]
-QUANT_SCHEMES: tuple[str, ...] = QuantScheme.__args__  # type: ignore[attr-defined]
-Backend = Literal["torchao", "legacy"]
-Granularity = Literal["per_channel", "per_tensor"]
+# The recipe's choices are the registries' names (core.methods, core.schemes).
+PruneMethod = Literal[PRUNE_METHODS.names()]  # type: ignore[valid-type]
+QuantScheme = Literal[SCHEMES.names()]  # type: ignore[valid-type]
+Backend = Literal[BACKENDS.names()]  # type: ignore[valid-type]
+Granularity = Literal[tuple(name for name, _ in GRANULARITIES)]  # type: ignore[valid-type]
 NORM_NAMES = ("inf", "-inf", "fro", "nuc")
 
 
@@ -124,7 +118,7 @@ class Quantize(_Strict):
     """Quantization of the selected layers after pruning (and fine-tuning)."""
 
     scheme: QuantScheme = "int8_dynamic"
-    backend: Backend = "torchao"
+    backend: Backend = DEFAULT_BACKEND
     granularity: Granularity = "per_channel"
     layers: list[str] = Field(default_factory=lambda: ["*"])
     types: list[str] = Field(default_factory=lambda: ["Linear"])
@@ -136,12 +130,14 @@ class Quantize(_Strict):
 
     @model_validator(mode="after")
     def _backend_scheme(self) -> Quantize:
-        if self.backend == "legacy" and self.scheme != "int8_dynamic":
-            raise ValueError(
-                f"backend 'legacy' (torch.ao.quantization) supports int8_dynamic only, "
-                f"not {self.scheme!r}"
-            )
-        return self
+        scheme = SCHEMES[self.scheme]
+        if self.backend in scheme.backends or (scheme.is_cast and self.backend == DEFAULT_BACKEND):
+            return self  # a cast has no backend: the default one is ignored
+        runs = [s.name for s in SCHEMES if self.backend in s.backends]
+        raise ValueError(
+            f"backend {self.backend!r} ({BACKENDS[self.backend].library}) supports "
+            f"{', '.join(runs)} only, not {self.scheme!r}"
+        )
 
 
 class Recipe(_Strict):
@@ -260,8 +256,6 @@ def parse_recipe(text: str, source: str = "recipe", json_only: bool = False) -> 
 
 def dump_recipe(recipe: Recipe, path: str | Path) -> None:
     """Write a recipe as YAML (or JSON for a .json path), atomically."""
-    from core.saving import atomic_write_bytes
-
     path = Path(path)
     data = recipe.to_dict()
     if path.suffix.lower() == ".json":

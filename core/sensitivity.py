@@ -26,17 +26,20 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.atomic import atomic_write_bytes
 from core.data import Dataset
 from core.errors import Cancelled, RecipeError
+from core.fidelity import fidelity
 from core.inventory import PRUNABLE_TYPES, select
-from core.metrics import accuracy, fidelity, run_outputs
-from core.pruning import _prune_one
-from core.quantization import _cannot, apply_to_layer
+from core.methods import PRUNE_METHODS
+from core.metrics import accuracy, run_outputs
+from core.pruning import prune_layer
+from core.quantization import apply_to_layer, cannot_quantize
 from core.recipe import PruneRule, Quantize, Recipe
 
 SENSITIVITY_VERSION = 1
 DEFAULT_AMOUNTS = (0.1, 0.3, 0.5, 0.7, 0.9)
-SWEEP_METHODS = ("l1_unstructured", "random_unstructured", "ln_structured", "random_structured")
+SWEEP_METHODS = tuple(m.name for m in PRUNE_METHODS if m.sweepable)
 
 
 @dataclass
@@ -181,7 +184,7 @@ def sweep(
             rule = PruneRule(
                 method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
             )
-            _prune_one(module, rule, hold=False)
+            prune_layer(module, rule, hold=False)
             try:
                 _, value = _metric(run_outputs(work, eval_data), eval_data, reference)
             finally:
@@ -221,8 +224,6 @@ def sweep(
     }
     if path is not None:
         try:
-            from core.saving import atomic_write_bytes
-
             path.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_bytes(path, json.dumps(result).encode())
         except Exception:
@@ -235,7 +236,7 @@ def _quantized_alone(
 ) -> dict[str, Any]:
     q = Quantize(scheme=scheme)  # type: ignore[arg-type]
     original = work.get_submodule(name)
-    reason = _cannot(original, q)
+    reason = cannot_quantize(original, q)
     if reason is not None:
         return {"scheme": scheme, "metric": None, "skipped": reason}
     parent_name, _, child = name.rpartition(".")

@@ -7,6 +7,7 @@ error on the way prints one line and exits 2 (a user error) or 1 (a bug).
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import traceback
@@ -19,12 +20,16 @@ from gui.options import Options, no_display_reason, parse_options
 SCREENSHOT_DELAY_MS = 250  # let the charts and the tree repaint before grabbing
 
 
-def run_app(argv: Sequence[str]) -> int:
-    """Open the window as the flags say and run the event loop; returns the exit code."""
+def run_app(args: argparse.Namespace | Sequence[str]) -> int:
+    """Open the window as the flags say and run the event loop; returns the exit code.
+    ``args`` is the parsed command line, or the window's flags as a list."""
     try:
-        options = parse_options(argv)
+        if isinstance(args, argparse.Namespace):
+            options = Options.from_args(args)
+        else:
+            options = parse_options(args)
     except UserError as exc:
-        print(f"secateur: error: {exc}".replace("error: secateur: ", "error: "), file=sys.stderr)
+        print(f"secateur: error: {exc}", file=sys.stderr)
         return 2
     reason = no_display_reason(dict(os.environ), sys.platform)
     if reason is not None:

@@ -1,30 +1,34 @@
-"""The ``secateur`` entry point. Subcommands go to the Qt-free CLI; everything else opens the
-window. Importing this module loads no Qt, so ``secateur --help`` and ``inspect`` stay fast."""
+"""The ``secateur`` entry point: one parser (``core.parser``), then the window or the CLI.
+
+Importing this module loads neither torch nor Qt: ``secateur --help`` and a bad flag answer at
+once, and a subcommand imports torch only once it runs.
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
 
-# The same names as core.cli.SUBCOMMANDS (a test checks): kept here so that `secateur --help`
-# answers without importing torch.
-SUBCOMMANDS = ("inspect", "compress", "sensitivity")
+from core.errors import UserError
+from core.parser import WINDOW, parse
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and (argv[0] in SUBCOMMANDS or argv[0] in ("--version",)):
-        from core.cli import main as cli_main  # imports torch: only when a subcommand runs
+    try:
+        args = parse(argv)
+    except UserError as exc:
+        print(f"secateur: error: {exc}", file=sys.stderr)
+        return 2
+    except SystemExit as done:  # --help and --version printed what was asked
+        return int(done.code or 0)
+    if args.command == WINDOW:
+        from gui.app import run_app
 
-        return cli_main(argv)
-    if argv and argv[0] in ("-h", "--help"):
-        from gui.options import print_help
+        return run_app(args)
+    from core.cli import run_command  # imports torch: only when a subcommand runs
 
-        print_help()
-        return 0
-    from gui.app import run_app
-
-    return run_app(argv)
+    return run_command(args)
 
 
 if __name__ == "__main__":

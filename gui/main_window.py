@@ -41,7 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import demo as core_demo
-from core.cli import human_bytes
+from core.atomic import atomic_write_bytes
 from core.data import Dataset, load_data, random_data
 from core.engine import CompressionResult, Progress
 from core.errors import (
@@ -53,12 +53,14 @@ from core.errors import (
     UnsupportedError,
     UserError,
 )
+from core.formats import default_format
 from core.inventory import LayerInfo
 from core.loading import LoadedModel
 from core.memory import estimate
 from core.quantization import describe, plan_quantization
 from core.recipe import Recipe, dump_recipe, load_recipe
-from core.saving import SaveOutcome, atomic_write_bytes, default_format
+from core.report import human_bytes
+from core.saving import SaveOutcome
 from core.sensitivity import SweepResult, SweepSettings, allocate, predicted
 from gui import dialogs, prefs, qt_fixes
 from gui.charts import LossChart, MetricsChart, SparsityChart, SparsityRow
@@ -1060,9 +1062,9 @@ class MainWindow(QMainWindow):
         seconds = time.perf_counter() - self._run_started
         self.result = result
         self.save_outcome = None
-        self._show_results(result.report)
+        report = result.report.to_dict()
+        self._show_results(report)
         self._set_modified(True)
-        report = result.report
         b, a = report["before"], report["after"]
         ratio = a["state_dict_bytes"] / b["state_dict_bytes"] if b["state_dict_bytes"] else 0
         self.log(
@@ -1133,7 +1135,7 @@ class MainWindow(QMainWindow):
                 "a sensitivity sweep measures the model: choose evaluation data (File \u203a "
                 "Open Evaluation Data) or give an input shape in the settings"
             )
-        return random_data(shape, samples=max(shape[0], 8))
+        return random_data(shape)
 
     def run_sensitivity(self) -> None:
         """Sweep each selected layer alone in the background; curves stream into the tab."""
@@ -1407,14 +1409,8 @@ class MainWindow(QMainWindow):
     def _on_save_finished(self, outcome: SaveOutcome) -> None:
         self.save_outcome = outcome
         assert self.result is not None
-        report = self.result.report
-        report["after"]["file_bytes"] = outcome.file_bytes
-        report["round_trip"] = outcome.round_trip
-        report["output"] = {
-            "path": str(outcome.path),
-            "format": outcome.format,
-            "sidecar": str(outcome.sidecar) if outcome.sidecar else None,
-        }
+        self.result.report.attach_save(outcome)
+        report = self.result.report.to_dict()
         self.metrics_table.set_report(report)
         self._set_modified(False)
         rt = outcome.round_trip
@@ -1463,7 +1459,7 @@ class MainWindow(QMainWindow):
         stem = target.with_suffix("")
         written = [target, Path(f"{stem}-sparsity.png"), Path(f"{stem}-metrics.png")]
         try:
-            payload = (json.dumps(self.result.report, indent=2) + "\n").encode("utf-8")
+            payload = self.result.report.to_json().encode("utf-8")
             atomic_write_bytes(target, payload)
             atomic_write_bytes(written[1], png_bytes(self.sparsity_chart.image()))
             atomic_write_bytes(written[2], png_bytes(self.metrics_chart.image()))

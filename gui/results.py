@@ -21,7 +21,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.cli import human_bytes
+from core.report import human_bytes
 from gui import qt_fixes
 
 qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py

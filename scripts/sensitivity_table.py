@@ -38,7 +38,7 @@ def main() -> None:
         (f"automatic (target {args.target:.0%})", automatic),
         (f"automatic + fine-tune ({args.epochs} epochs)", tuned),
     ):
-        report = run(compress(loaded, recipe, data=test, train_data=train)).report
+        report = run(compress(loaded, recipe, data=test, train_data=train)).report.to_dict()
         layers = {r["name"]: r for r in report["layers"]}
         zeros = sum(layers[n]["sparsity_after"] * sizes[n] for n in names)
         sparsity = zeros / sum(sizes.values())

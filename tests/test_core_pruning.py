@@ -163,18 +163,19 @@ def test_l1_masks_equal_torch_own() -> None:
     from torch import nn
     from torch.nn.utils import prune
 
-    from core.pruning import _install, _l1_keep
+    from core.methods import l1_keep
+    from core.pruning import install_masks
 
     torch.manual_seed(5)
     a = nn.Linear(300, 200)
     b = copy.deepcopy(a)
     prune.l1_unstructured(a, "weight", amount=0.37)
-    _install([b], _l1_keep([b], 0.37), hold=True)
+    install_masks([b], l1_keep([b.weight], 0.37), hold=True)
     assert torch.equal(a.weight_mask, b.weight_mask)
     group = [nn.Linear(50, 40), nn.Conv2d(4, 6, 3)]
     mine = copy.deepcopy(group)
     prune.global_unstructured([(m, "weight") for m in group], prune.L1Unstructured, amount=0.6)
-    _install(mine, _l1_keep(mine, 0.6), hold=True)
+    install_masks(mine, l1_keep([m.weight for m in mine], 0.6), hold=True)
     assert all(torch.equal(x.weight_mask, y.weight_mask) for x, y in zip(group, mine))
 
 

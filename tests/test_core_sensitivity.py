@@ -124,10 +124,10 @@ def test_automatic_beats_uniform_on_demo(demo) -> None:
         )
     ).report
     sizes = {row["name"]: row["parameters"] for row in result["layers"]}
-    rows = {r["name"]: r for r in auto["layers"]}
-    overall = sum(rows[n]["sparsity_after"] * sizes[n] for n in sizes) / sum(sizes.values())
+    rows = {r.name: r for r in auto.layers}
+    overall = sum(rows[n].sparsity_after * sizes[n] for n in sizes) / sum(sizes.values())
     assert overall >= 0.79
-    assert auto["after"]["accuracy"] > uniform["after"]["accuracy"]
+    assert auto.after.accuracy > uniform.after.accuracy
 
 
 def test_finetune_keeps_pruned_weights_zero_and_never_sees_eval_data(demo, monkeypatch) -> None:
@@ -145,11 +145,11 @@ def test_finetune_keeps_pruned_weights_zero_and_never_sees_eval_data(demo, monke
     )
     result = run(compress(loaded, recipe, data=test, train_data=train))
     report = result.report
-    assert len(report["finetune"]["loss"]) == 2
-    assert report["finetune"]["data"] == train.source
-    for row in report["layers"]:
-        if row["pruning"]:
-            weight = result.model.get_submodule(row["name"]).weight
+    assert len(report.finetune["loss"]) == 2
+    assert report.finetune["data"] == train.source
+    for row in report.layers:
+        if row.pruning:
+            weight = result.model.get_submodule(row.name).weight
             assert 1 - int(torch.count_nonzero(weight)) / weight.numel() == pytest.approx(
                 0.8, abs=1 / weight.numel()
             )
@@ -161,9 +161,7 @@ def test_finetune_keeps_pruned_weights_zero_and_never_sees_eval_data(demo, monke
     for row in trained_on:
         key = tuple(row.flatten().tolist())
         assert key in train_rows
-    assert report["after"]["accuracy"] == pytest.approx(
-        accuracy(run_outputs(result.model, test), test)
-    )
+    assert report.after.accuracy == pytest.approx(accuracy(run_outputs(result.model, test), test))
 
 
 def test_finetune_refuses_eval_data_as_training_data(demo) -> None:
@@ -179,4 +177,4 @@ def test_finetune_recovers_within_two_points(demo) -> None:
     recipe = recipe_from_amounts(allocate(result, target_sparsity=0.8))
     recipe.finetune = Finetune(epochs=3)
     report = run(compress(loaded, recipe, data=test, train_data=train)).report
-    assert report["after"]["accuracy"] >= report["before"]["accuracy"] - 0.02
+    assert report.after.accuracy >= report.before.accuracy - 0.02

@@ -94,7 +94,7 @@ def demo_run_completes(qtbot, window) -> None:
     open_demo(qtbot, window)
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT) as blocker:
         window.run_compression()
-    assert blocker.args[0].report["layers"]
+    assert blocker.args[0].report.to_dict()["layers"]
     assert window.result is blocker.args[0]
 
 
@@ -334,7 +334,7 @@ def test_cancel_at_each_stage_changes_nothing(
     # the next run works, and leaves the original as it was too
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT) as blocker:
         window.run_compression()
-    assert blocker.args[0].report["layers"]
+    assert blocker.args[0].report.to_dict()["layers"]
     assert_bit_identical(model, before)
 
 

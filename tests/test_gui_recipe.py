@@ -158,7 +158,9 @@ def test_window_and_command_line_give_the_same_result(qtbot, demo_window, monkey
     save_recipe_via_dialog(window, monkeypatch, recipe_path)
     with qtbot.waitSignal(window.runFinished, timeout=RUN_TIMEOUT) as blocker:
         window.run_compression()
-    gui_layers = {row["name"]: row["sparsity_after"] for row in blocker.args[0].report["layers"]}
+    gui_layers = {
+        row["name"]: row["sparsity_after"] for row in blocker.args[0].report.to_dict()["layers"]
+    }
     report_path = tmp_path / "cli.json"
     code = cli.main(
         [

@@ -44,7 +44,7 @@ def test_demo_run_shows_the_report(qtbot, demo_window):
     assert "demo (digits CNN)" in window.windowTitle()
     assert not window.isWindowModified()
     result = run_and_wait(qtbot, window)
-    report = result.report
+    report = result.report.to_dict()
     names, before, after = window.sparsity_chart.values()
     assert names == [row["name"] for row in report["layers"]]
     assert before == pytest.approx([row["sparsity_before"] for row in report["layers"]])
@@ -101,7 +101,7 @@ def test_cancel_leaves_the_model_untouched_and_a_second_run_works(qtbot, demo_wi
     window.settings.finetune_box.setChecked(False)
     without_measurements(window)
     result = run_and_wait(qtbot, window)
-    assert result.report["layers"]
+    assert result.report.to_dict()["layers"]
 
 
 def test_a_crash_in_the_job_is_an_error_dialog(qtbot, demo_window, message_boxes, monkeypatch):
@@ -120,7 +120,7 @@ def test_a_crash_in_the_job_is_an_error_dialog(qtbot, demo_window, message_boxes
     assert "Traceback" in details and "broken_job" in details
     monkeypatch.undo()
     without_measurements(window)
-    assert run_and_wait(qtbot, window).report["layers"]
+    assert run_and_wait(qtbot, window).report.to_dict()["layers"]
 
 
 def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
@@ -137,7 +137,7 @@ def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_demo()
     without_measurements(window)
-    assert run_and_wait(qtbot, window).report["layers"]
+    assert run_and_wait(qtbot, window).report.to_dict()["layers"]
 
 
 def test_save_through_the_dialog_writes_a_file_that_reloads(
@@ -201,7 +201,7 @@ def test_export_report_writes_json_and_chart_images(qtbot, demo_window, tmp_path
         "report-sparsity.png",
         "report-metrics.png",
     ]
-    assert json.loads(written[0].read_text())["layers"] == result.report["layers"]
+    assert json.loads(written[0].read_text())["layers"] == result.report.to_dict()["layers"]
     for png in written[1:]:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

@@ -227,7 +227,7 @@ def test_finetune_streams_one_loss_point_per_epoch(qtbot, demo_window):
     window.jobs.losses.connect(lambda losses: epochs_seen.append(len(losses)))
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT) as blocker:
         window.run_compression()
-    report = blocker.args[0].report
+    report = blocker.args[0].report.to_dict()
     assert sum(epochs_seen) == 2
     assert len(report["finetune"]["loss"]) == 2
     assert window.loss_chart.values() == report["finetune"]["loss"]
