@@ -25,8 +25,10 @@ from core.errors import Cancelled, UserError
 from core.formats import default_format
 from core.memory import estimate
 from core.parser import parse
-from core.recipe import dump_recipe, load_recipe
+from core.plan import Plan
+from core.recipe import Quantize, Recipe, dump_recipe, load_recipe
 from core.report import Report, format_value
+from core.schemes import CANDIDATES
 from core.sensitivity import SweepSettings, allocate, predicted, recipe_from_amounts
 from core.tasks import (
     Opened,
@@ -34,6 +36,7 @@ from core.tasks import (
     compress_model,
     open_data,
     open_model,
+    plan_model,
     save_result,
     sweep_model,
 )
@@ -80,8 +83,9 @@ def _open(args: argparse.Namespace) -> Opened:
         raise UserError(f"give a MODEL or --demo, not both (got {args.model!r})")
     if not args.demo and not args.model:
         raise UserError("give a MODEL file or --demo")
-    path = None if args.demo else Path(args.model)
-    return run(open_model(path, args.arch, args.trust))
+    if args.demo:
+        return run(open_model(None, demo=args.demo))
+    return run(open_model(Path(args.model), args.arch, args.trust))
 
 
 def _inputs(args: argparse.Namespace, opened: Opened) -> tuple[Dataset | None, Dataset | None]:
@@ -265,11 +269,112 @@ def print_sensitivity(
     print_table(rows, stream)
 
 
+# --------------------------------------------------------------------------------- plan
+def _plan_rule(args: argparse.Namespace) -> Quantize:
+    """The flags as a ``scheme: auto`` rule; a bad value names its flag."""
+    if not 0.0 <= args.max_drop <= 1.0:
+        raise UserError(f"--max-drop: {args.max_drop} is not in [0, 1]")
+    for flag, value in (("--threads", args.threads), ("--batch-size", args.batch_size)):
+        if value < 1:
+            raise UserError(f"{flag}: {value} must be at least 1")
+    candidates = None
+    if args.candidates:
+        candidates = [c.strip() for c in args.candidates.split(",") if c.strip()]
+        for name in candidates:
+            if name not in CANDIDATES:
+                raise UserError(f"--candidates: {name!r} is not one of {CANDIDATES.choices()}")
+    return Quantize(
+        scheme="auto",
+        layers=args.layers,
+        types=args.types,
+        max_drop=args.max_drop,
+        metric=args.metric,
+        candidates=candidates,
+        threads=args.threads,
+        batch_size=args.batch_size,
+    )
+
+
+def cmd_plan(args: argparse.Namespace) -> int:
+    rule = _plan_rule(args)
+    opened = _open(args)
+    loaded = opened.loaded
+    loaded.require_eager()
+    data, _ = _inputs(args, opened)
+    if data is None:
+        shape = _shape(args)
+        if shape is None:
+            raise UserError(
+                "quantize.scheme: auto measures every candidate on this machine: give --data "
+                "(or --input-shape)"
+            )
+        data = random_data(shape)
+    bar = ProgressBar(sys.stderr)
+    plan = run(plan_model(loaded, data, rule, "--layers", use_cache=not args.no_cache), bar.update)
+    bar.close()
+    print_plan(plan, sys.stdout)
+    types = {info.name: info.type for info in opened.layers}
+    recipe = Recipe(version=1, quantize=plan.rules(types))
+    dump_recipe(recipe, Path(args.emit_recipe))
+    print(f"wrote {args.emit_recipe}")
+    if args.output:
+        atomic_write_bytes(
+            Path(args.output), (json.dumps(plan.to_dict(), indent=2) + "\n").encode()
+        )
+        print(f"wrote {args.output}")
+    return 0
+
+
+def print_plan(plan: Plan, stream: TextIO) -> None:
+    """Per layer: every candidate's time ratio and drop, and the choice; then end to end."""
+    names = list(plan.settings.candidates)
+    rows = [("layer", "type", "float ms", *names, "choice")]
+    for row in plan.layers:
+        cells = []
+        for name in names:
+            m = row["candidates"].get(name, {})
+            if "ms" not in m:
+                cells.append("n/a")
+            else:
+                drop = m.get("drop")
+                cells.append(f"{m['ratio']:.2f}x" + (f" -{drop:.3f}" if drop else ""))
+        choice = plan.choices.get(row["name"], "float")
+        float_ms = row.get("float_ms")
+        rows.append(
+            (
+                row["name"],
+                row["type"],
+                f"{float_ms:.4f}" if float_ms else "-",
+                *cells,
+                choice,
+            )
+        )
+    s = plan.settings
+    print(
+        f"per-layer time vs float and {plan.metric} drop, each layer alone ({s.threads} "
+        f"thread{'s' * (s.threads != 1)}, batch {s.batch_size}; budget {s.max_drop:g})",
+        file=stream,
+    )
+    print_table(rows, stream)
+    table = [("whole model", "time vs original", f"{plan.metric} drop", "within budget")]
+    measured = [("plan", plan.plan)] + [(f"all {n}", m) for n, m in plan.uniform.items()]
+    for label, m in measured:
+        if m is not None:
+            verdict = "yes" if m.within_budget else "no"
+            table.append((label, f"{m.ratio:.3f}x", f"{m.drop:.4f}", verdict))
+    print(file=stream)
+    print_table(table, stream)
+    for note in plan.notes:
+        print(f"note: {note}", file=stream)
+    print(f"plan took {plan.seconds:.1f} s", file=stream)
+
+
 # Looked up when called, so a test can replace a command (and see exit code 1 for a bug).
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "inspect": lambda args: cmd_inspect(args),
     "compress": lambda args: cmd_compress(args),
     "sensitivity": lambda args: cmd_sensitivity(args),
+    "plan": lambda args: cmd_plan(args),
 }
 
 

@@ -1,4 +1,4 @@
-"""The bundled demo model: a small CNN for scikit-learn's 8x8 hand-written digits.
+"""The bundled demo models: a small CNN and a transformer for scikit-learn's 8x8 digits.
 
 Secateur ships one trained model so that the app (and its tests) can show a full
 compress-and-measure round trip without the user supplying anything. The digits data set is
@@ -6,32 +6,20 @@ tiny, so training takes seconds on a CPU (see ``scripts/train_demo.py``), yet th
 deliberately over-parameterized (most weights sit in ``fc1``) so that pruning and quantization
 visibly shrink it while accuracy barely moves, which is the story the demo is meant to tell.
 
-This module imports only torch, safetensors and the standard library: ``core`` must never
-depend on Qt.
+The transformer (``DigitsTransformer``) is the demo with attention: most of its weights sit
+in 24 Linear layers, for per-layer quantization plans and for pruning heads. Where the files
+live and which demos exist is ``core.demos`` (no torch needed to list them).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
+import math
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
-"""Top-level directory of the data files shipped with Secateur."""
-DEMO_DIR = RESOURCES_DIR / "demo"
-"""Directory holding the demo model's weights and its train/test data."""
-WEIGHTS_PATH = DEMO_DIR / "digits_cnn.safetensors"
-"""Trained ``DigitsCNN`` state dict, written by ``scripts/train_demo.py``."""
-TRAIN_DATA_PATH = DEMO_DIR / "digits_train.npz"
-"""Training split: ``x`` float32 (N, 1, 8, 8) scaled to [0, 1], ``y`` int64 labels 0-9."""
-TEST_DATA_PATH = DEMO_DIR / "digits_test.npz"
-"""Held-out test split, same layout as the training split; used to measure accuracy."""
-DEMO_RECIPE_PATH = RESOURCES_DIR / "recipes" / "demo.yaml"
-"""The compression recipe the demo applies by default."""
-INPUT_SHAPE = (1, 1, 8, 8)
-"""Shape of one example input batch: (batch, channels, height, width)."""
+from core.demos import WEIGHTS_PATH
 
 
 class DigitsCNN(nn.Module):
@@ -95,3 +83,83 @@ def load_demo_model() -> DigitsCNN:
     model = build_model()
     model.load_state_dict(load_file(str(WEIGHTS_PATH)), strict=True)
     return model.eval()
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention written out: q, k, v and out projections as nn.Linear, so
+    each shows in the layer tree and can be quantized or pruned on its own. ``num_heads`` and
+    ``head_dim`` describe the projections (structural pruning of heads updates them)."""
+
+    def __init__(self, dim: int, num_heads: int) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.q = nn.Linear(dim, dim)
+        self.k = nn.Linear(dim, dim)
+        self.v = nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, t, _ = x.shape
+
+        def heads(proj: nn.Linear) -> torch.Tensor:
+            return proj(x).view(n, t, self.num_heads, self.head_dim).transpose(1, 2)
+
+        q, k, v = heads(self.q), heads(self.k), heads(self.v)
+        scores = q @ k.transpose(-2, -1) / math.sqrt(self.head_dim)
+        mixed = scores.softmax(dim=-1) @ v
+        return self.out(mixed.transpose(1, 2).reshape(n, t, self.num_heads * self.head_dim))
+
+
+class EncoderLayer(nn.Module):
+    """A pre-norm transformer encoder layer: attention and a feed-forward block, each added
+    back to its input."""
+
+    def __init__(self, dim: int, num_heads: int, hidden: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.attention = SelfAttention(dim, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.up = nn.Linear(dim, hidden)
+        self.act = nn.GELU()
+        self.down = nn.Linear(hidden, dim)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x + self.drop(self.attention(self.norm1(x)))
+        return x + self.drop(self.down(self.act(self.up(self.norm2(x)))))
+
+
+class DigitsTransformer(nn.Module):
+    """A small transformer encoder for 8x8 digits: each image row is a token.
+
+    Input (N, 1, 8, 8) as for ``DigitsCNN``; the 8 rows become 8 tokens of 8 pixels, embedded
+    to 256 features with a learned position embedding, then 4 encoder layers (8 heads of 32,
+    feed-forward 1024), a final LayerNorm, the mean over tokens and a linear classifier to
+    (N, 10) logits. 3.2M parameters, almost all in the 24 Linear layers of the encoder: the
+    demo for per-layer quantization plans and for pruning attention heads.
+    """
+
+    DIM, HEADS, HIDDEN, LAYERS, TOKENS = 256, 8, 1024, 4, 8
+
+    def __init__(self, dropout: float = 0.1) -> None:
+        super().__init__()
+        self.embed = nn.Linear(8, self.DIM)
+        self.position = nn.Parameter(torch.zeros(1, self.TOKENS, self.DIM))
+        self.encoder = nn.ModuleList(
+            EncoderLayer(self.DIM, self.HEADS, self.HIDDEN, dropout) for _ in range(self.LAYERS)
+        )
+        self.norm = nn.LayerNorm(self.DIM)
+        self.head = nn.Linear(self.DIM, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map a (N, 1, 8, 8) batch of images to (N, 10) logits."""
+        tokens = self.embed(x.flatten(1, 2)) + self.position
+        for layer in self.encoder:
+            tokens = layer(tokens)
+        return self.head(self.norm(tokens).mean(dim=1))
+
+
+def build_transformer() -> DigitsTransformer:
+    """A freshly initialized ``DigitsTransformer`` in eval mode (``--arch`` for its file)."""
+    return DigitsTransformer().eval()

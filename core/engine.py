@@ -24,31 +24,23 @@ from torch import nn
 
 from core import compat
 from core.data import Dataset, random_data
-from core.errors import Cancelled, DataError
+from core.errors import Cancelled, DataError, RecipeError
 from core.fidelity import empty as no_fidelity
 from core.fidelity import fidelity
 from core.finetune import finetune
 from core.inventory import inventory, layer_weight, sparsity
 from core.loading import LoadedModel
 from core.metrics import accuracy, model_stats, paired_latency_ms, run_outputs
+from core.plan import PlanSettings, make_plan, select_layers, step_count
+from core.progress import Progress, never, run
 from core.pruning import Pruner, make_permanent, plan_pruning
 from core.quantization import QuantPlan, apply_to_layer, check_machine, describe, plan_quantization
 from core.recipe import Recipe
 from core.report import LayerRow, Numbers, Report
 
+__all__ = ["CompressionResult", "Progress", "compress", "copy_model", "run"]
+
 DEFAULT_INPUT_SHAPE_NOTE = "give evaluation data or an input shape to measure latency/fidelity"
-
-
-@dataclass
-class Progress:
-    """One step of a job. ``layer`` carries a partial result when a layer is done."""
-
-    stage: str
-    step: int
-    total: int
-    message: str
-    layer: dict[str, Any] | None = None
-    loss: float | None = None
 
 
 @dataclass
@@ -58,21 +50,6 @@ class CompressionResult:
     quantized: dict[str, Any] | None
     eval_data: Dataset | None
     notes: list[str] = field(default_factory=list)
-
-
-def never() -> bool:
-    return False
-
-
-def run(gen: Generator[Any, None, Any], on_event: Callable[[Any], None] | None = None) -> Any:
-    """Drive a job generator to its end and return its result."""
-    while True:
-        try:
-            event = next(gen)
-        except StopIteration as stop:
-            return stop.value
-        if on_event is not None:
-            on_event(event)
 
 
 def copy_model(model: nn.Module, share: bool = False) -> nn.Module:
@@ -116,10 +93,16 @@ def compress(
     prune_plan = plan_pruning(original, recipe.prune, source) if recipe.prune else {}
     if not recipe.is_empty():
         loaded.require_eager()
+    auto = recipe.auto_quantize
     quant_plan = QuantPlan()
-    if recipe.quantize is not None:
-        check_machine(recipe.quantize)
+    auto_layers: list[str] = []
+    plan_settings = PlanSettings.from_rule(auto) if auto is not None else None
+    if auto is not None:
+        auto_layers = select_layers(original, auto, source)
+    elif recipe.quantize:
         quant_plan = plan_quantization(original, recipe.quantize, source)
+        for q in quant_plan.rules():
+            check_machine(q)
     if recipe.finetune is not None:
         if train_data is None:
             raise DataError(
@@ -133,9 +116,12 @@ def compress(
     eval_data = data
     if eval_data is None and input_shape is not None:
         eval_data = random_data(input_shape)
+    if auto is not None and eval_data is None:
+        raise RecipeError(
+            f"{source}: quantize.scheme: auto measures every candidate on this machine: give "
+            "evaluation data (--data) or an input shape (--input-shape)"
+        )
     notes: list[str] = []
-    if recipe.quantize is not None and recipe.quantize.backend == "legacy":
-        notes.append(compat.LEGACY_NOTICE)
     if eval_data is None and not skip_metrics:
         notes.append(
             f"no data: latency, fidelity and accuracy not measured ({DEFAULT_INPUT_SHAPE_NOTE})"
@@ -143,9 +129,10 @@ def compress(
 
     measure = not skip_metrics and eval_data is not None
     n_prune = len(prune_plan)
-    n_quant = len(quant_plan.layers)
+    n_quant = len(auto_layers) if auto is not None else len(quant_plan.layers)
     n_epochs = recipe.finetune.epochs if recipe.finetune else 0
-    total = 2 + n_prune + n_epochs + n_quant + (4 if measure else 2)
+    n_plan = step_count(auto_layers, plan_settings) if plan_settings is not None else 0
+    total = 2 + n_prune + n_epochs + n_plan + n_quant + (4 if measure else 2)
     step = 0
 
     def tick(stage: str, message: str, **extra: Any) -> Progress:
@@ -157,6 +144,8 @@ def compress(
 
     # --- before
     t0 = time.perf_counter()
+    # Without fine-tuning each layer is pruned and quantized in turn; a measured plan needs
+    # the whole pruned model first.
     streaming = recipe.finetune is None
     yield tick("copy", "copying the model (the original is never modified)")
     # Without fine-tuning nothing changes a tensor in place, so the working copy can share
@@ -184,8 +173,6 @@ def compress(
 
     # --- prune, fine-tune, quantize
     pruner = Pruner(model, prune_plan, hold_masks=not streaming)
-    q = recipe.quantize
-    label = describe(q) if q is not None else None
 
     def prune_step(name: str, fold: bool = False, suffix: str = "") -> Progress:
         if should_stop():
@@ -202,13 +189,14 @@ def compress(
         )
 
     def quantize_step(name: str) -> Progress:
-        assert q is not None
         if should_stop():
             raise Cancelled()
         t0 = time.perf_counter()
+        q = quant_plan.layers[name]
         apply_to_layer(model, model.get_submodule(name), name, q)
         compat.release_memory()
         timings["quantize"] += time.perf_counter() - t0
+        label = describe(q)
         return tick(
             "quantize",
             f"quantized {name} ({label})",
@@ -217,17 +205,20 @@ def compress(
 
     if streaming:
         # No fine-tune: each layer is pruned and quantized in turn, so at most one layer's
-        # float result exists beside the original at any time.
+        # float result exists beside the original at any time (a measured plan quantizes
+        # once every layer is pruned).
         quant_set = set(quant_plan.layers)
         order = [n for n, _ in original.named_modules() if n in prune_plan or n in quant_set]
         folded = []
         for name in order:
             if name in prune_plan:
-                fold = name in quant_set and not prune_plan[name].rule.permanent
+                fold = (name in quant_set or name in auto_layers) and not prune_plan[
+                    name
+                ].rule.permanent
                 if fold:
                     folded.append(name)
                 yield prune_step(name, fold)
-            if name in quant_set and q is not None:
+            if name in quant_set:
                 yield quantize_step(name)
         if folded:
             notes.append(f"masks folded before quantizing: {', '.join(folded)}")
@@ -257,14 +248,30 @@ def compress(
     if not streaming:
         # make pruning permanent (always for layers about to be quantized), then quantize
         keep_masks = {n for n, p in prune_plan.items() if not p.rule.permanent}
-        to_quantize = set(quant_plan.layers)
+        to_quantize = set(quant_plan.layers) | set(auto_layers)
         forced = sorted(keep_masks & to_quantize)
         if forced:
             notes.append(f"masks folded before quantizing: {', '.join(forced)}")
         make_permanent(model, [n for n in prune_plan if n not in keep_masks or n in to_quantize])
-        if q is not None:
-            for name in quant_plan.layers:
-                yield quantize_step(name)
+
+    # --- the measured plan (scheme: auto), on the pruned model
+    plan_report = None
+    if plan_settings is not None:
+        assert eval_data is not None
+        t0 = time.perf_counter()
+        plan = yield from _forward(
+            make_plan(model, eval_data, auto_layers, plan_settings, should_stop), tick
+        )
+        timings["plan"] = time.perf_counter() - t0
+        quant_plan = plan.quant_plan()
+        plan_report = plan.to_dict()
+        notes.extend(plan.notes)
+
+    if not streaming or plan_settings is not None:
+        for name in quant_plan.layers:
+            yield quantize_step(name)
+    if any(q.backend == "legacy" and not q.keeps_float for q in quant_plan.layers.values()):
+        notes.insert(0, compat.LEGACY_NOTICE)
 
     # --- after
     t0 = time.perf_counter()
@@ -289,9 +296,7 @@ def compress(
             torch.set_num_threads(saved_threads)
     timings["metrics"] += time.perf_counter() - t0
 
-    layers = _layer_rows(
-        original, model, before_sparsity, after_sparsity, prune_plan, recipe, quant_plan
-    )
+    layers = _layer_rows(original, model, before_sparsity, after_sparsity, prune_plan, quant_plan)
     report = Report(
         model={"source": loaded.source, "format": loaded.format, "class": loaded.class_name},
         recipe=recipe.to_dict(),
@@ -307,18 +312,24 @@ def compress(
             "threads": threads,
             "torch": torch.__version__,
         },
-        notes=notes + _advice(before, after, prune_plan, recipe),
+        notes=notes + _advice(before, after, prune_plan, quant_plan),
     )
     report.finetune = finetune_report
+    report.plan = plan_report
     yield tick("done", "done")
-    quantized = None
-    if recipe.quantize is not None and quant_plan.layers:
-        quantized = {
-            "secateur_sidecar": 1,
-            "quantize": recipe.quantize.model_dump(mode="json"),
-            "layers": quant_plan.layers,
-        }
-    return CompressionResult(model, report, quantized, eval_data, notes)
+    return CompressionResult(model, report, quant_plan.sidecar(), eval_data, notes)
+
+
+def _forward(
+    gen: Generator[Progress, None, Any], tick: Callable[..., Progress]
+) -> Generator[Progress, None, Any]:
+    """Run a sub-job, re-counting its events as steps of this one."""
+    while True:
+        try:
+            event = next(gen)
+        except StopIteration as done:
+            return done.value
+        yield tick(event.stage, event.message)
 
 
 def _layer_rows(
@@ -327,17 +338,15 @@ def _layer_rows(
     before: dict[str, float],
     after: dict[str, float],
     prune_plan: dict,
-    recipe: Recipe,
     quant_plan: QuantPlan,
 ) -> list[LayerRow]:
-    label = describe(recipe.quantize) if recipe.quantize is not None else None
-    quantized = set(quant_plan.layers)
     rows = []
     for info in inventory(original, measure=False):
         name = info.name
         if name not in before and name not in prune_plan and name not in quant_plan.skipped:
             continue
         plan = prune_plan.get(name)
+        q = quant_plan.layers.get(name)
         rows.append(
             LayerRow(
                 name=name,
@@ -347,14 +356,14 @@ def _layer_rows(
                 sparsity_after=after.get(name),
                 pruning=plan.rule.method if plan else None,
                 prune_amount=plan.rule.amount if plan else None,
-                quantization=label if name in quantized else None,
+                quantization=describe(q) if q is not None else None,
                 skipped=quant_plan.skipped.get(name),
             )
         )
     return rows
 
 
-def _advice(before: Numbers, after: Numbers, prune_plan: dict, recipe: Recipe) -> list[str]:
+def _advice(before: Numbers, after: Numbers, prune_plan: dict, quant_plan: QuantPlan) -> list[str]:
     """Plain statements where a choice did not pay on this machine."""
     out = []
     if prune_plan and after.state_dict_bytes >= before.state_dict_bytes * 0.98:
@@ -364,7 +373,8 @@ def _advice(before: Numbers, after: Numbers, prune_plan: dict, recipe: Recipe) -
         )
     lb, la = before.latency_ms, after.latency_ms
     if lb and la and la > lb * 1.05:
-        what = describe(recipe.quantize) if recipe.quantize else "this recipe"
+        labels = sorted({describe(q) for q in quant_plan.layers.values()})
+        what = labels[0] if len(labels) == 1 else "this recipe"
         out.append(
             f"slower on this machine: {what} runs at {la / lb:.2f}x the original latency "
             f"({la:.3f} ms vs {lb:.3f} ms)"

@@ -160,6 +160,15 @@ def inventory(model: nn.Module, measure: bool = True) -> list[LayerInfo]:
     return layers
 
 
+def escape_name(name: str) -> str:
+    """A module name as a glob pattern that matches only itself."""
+    return "".join(f"[{c}]" if c in "*?[]" else c for c in name)
+
+
+def escape_names(names: Iterable[str]) -> list[str]:
+    return [escape_name(n) for n in names]
+
+
 def _compile(patterns: Iterable[str]) -> re.Pattern[str]:
     return re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in patterns))
 

@@ -30,8 +30,9 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from core import compat, demo
+from core import compat
 from core.data import Dataset, load_data
+from core.demos import DEFAULT_DEMO, DEMOS, TEST_DATA_PATH, TRAIN_DATA_PATH
 from core.errors import (
     ArchRequiredError,
     ModelLoadError,
@@ -58,6 +59,7 @@ class LoadedModel:
     path: Path | None = None
     arch: str | None = None
     notes: list[str] = field(default_factory=list)
+    demo: str | None = None  # the bundled demo's name (core.demos.DEMOS)
 
     @property
     def class_name(self) -> str:
@@ -66,7 +68,9 @@ class LoadedModel:
 
     @property
     def display_name(self) -> str:
-        return "demo (digits CNN)" if self.format == "demo" else Path(self.source).name
+        if self.demo is not None:
+            return f"demo ({DEMOS[self.demo].label.lower()})"
+        return Path(self.source).name
 
     @property
     def eager(self) -> bool:
@@ -401,18 +405,25 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
     return model
 
 
-def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Any]]:
+def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Quantize]]:
+    """The quantized layers a sidecar names, each with its rule. ``layers`` maps each layer
+    to its scheme, backend and granularity (or, as first written, lists the layers that all
+    take the one ``quantize`` rule)."""
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
-        quant = Quantize.model_validate(data["quantize"])
-        layers = list(data["layers"])
+        layers = data["layers"]
+        if isinstance(layers, dict):
+            rules = {name: Quantize.model_validate(q) for name, q in layers.items()}
+        else:
+            quant = Quantize.model_validate(data["quantize"])
+            rules = {name: quant for name in layers}
     except Exception as exc:
         raise ModelLoadError(
             f"{sidecar.name}: damaged Secateur sidecar ({first_line(exc)})"
         ) from None
     modules = dict(model.named_modules())
     out = []
-    for layer in layers:
+    for layer, quant in rules.items():
         if layer not in modules:
             raise ModelLoadError(f"{sidecar.name}: names layer {layer!r}, which the model lacks")
         out.append((layer, modules[layer], quant))
@@ -469,8 +480,14 @@ def _needs_assign(own: Mapping[str, Any]) -> bool:
     )
 
 
-def load_demo() -> tuple[LoadedModel, Dataset, Dataset]:
-    """The bundled digits CNN with its test data (to evaluate) and training data."""
-    model = demo.load_demo_model()
-    loaded = LoadedModel(model, "demo", "demo", demo.WEIGHTS_PATH, "core.demo:build_model")
-    return loaded, load_data(demo.TEST_DATA_PATH), load_data(demo.TRAIN_DATA_PATH)
+def load_demo(name: str = DEFAULT_DEMO) -> tuple[LoadedModel, Dataset, Dataset]:
+    """A bundled demo model with its test data (to evaluate) and training data. Its weights
+    are read with safetensors (nothing runs on load) into the architecture, strictly."""
+    entry = DEMOS.get(name)
+    if entry is None:
+        raise ModelLoadError(f"--demo: {name!r} is not one of {DEMOS.choices()}")
+    model = build_arch(entry.arch)
+    load_state_strict(model, _load_safetensors(entry.weights), entry.weights.name)
+    source = "demo" if name == DEFAULT_DEMO else f"demo:{name}"
+    loaded = LoadedModel(model.eval(), source, "demo", entry.weights, entry.arch, demo=name)
+    return loaded, load_data(TEST_DATA_PATH), load_data(TRAIN_DATA_PATH)

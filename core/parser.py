@@ -16,23 +16,25 @@ from collections.abc import Sequence
 from typing import NoReturn
 
 from core import __version__
+from core.demos import DEFAULT_DEMO, DEMOS
 from core.errors import UserError
 from core.formats import SAVE_FORMATS
 from core.methods import PRUNE_METHODS
-from core.schemes import SCHEMES
+from core.schemes import CANDIDATES, SCHEMES
 
 PROG = "secateur"
 WINDOW = "window"
-SUBCOMMANDS = ("inspect", "compress", "sensitivity")
+SUBCOMMANDS = ("inspect", "compress", "sensitivity", "plan")
 DEFAULT_AMOUNTS = "0.1,0.3,0.5,0.7,0.9"
 
 USAGE = (
-    "secateur [MODEL] [--demo] [--arch SPEC] [--data DATA] [--train-data DATA]\n"
+    "secateur [MODEL] [--demo [NAME]] [--arch SPEC] [--data DATA] [--train-data DATA]\n"
     "                [--input-shape SHAPE] [--recipe RECIPE] [--trust]\n"
     "                [--run] [--screenshot PNG] [--quit-after-run]\n"
     "       secateur inspect MODEL ...       (print the layer table; see secateur inspect -h)\n"
     "       secateur compress MODEL|--demo ... (compress without a window; see -h)\n"
     "       secateur sensitivity MODEL|--demo ... (per-layer sensitivity sweep; see -h)\n"
+    "       secateur plan MODEL|--demo ... (measure and plan per-layer quantization; see -h)\n"
     "       secateur --version"
 )
 
@@ -52,7 +54,14 @@ def _parent() -> argparse.ArgumentParser:
 def _model_flags(model_help: str) -> argparse.ArgumentParser:
     p = _parent()
     p.add_argument("model", nargs="?", help=model_help)
-    p.add_argument("--demo", action="store_true", help="the bundled digits CNN and its data")
+    p.add_argument(
+        "--demo",
+        nargs="?",
+        const=DEFAULT_DEMO,
+        choices=DEMOS.names(),
+        metavar="NAME",
+        help=f"a bundled demo and its data: {DEMOS.choices()} (default {DEFAULT_DEMO})",
+    )
     p.add_argument("--arch", metavar="SPEC", help="FILE.py:callable or package.module:callable")
     p.add_argument("--trust", action="store_true", help="allow loading a full pickled model")
     return p
@@ -149,6 +158,40 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--target-sparsity", type=float, help="overall sparsity to reach")
     s.add_argument("--max-drop", type=float, help="largest predicted metric drop allowed")
     s.add_argument("--emit-recipe", help="write the per-layer amounts as a recipe here")
+
+    p = sub.add_parser(
+        "plan",
+        parents=[model, data],
+        help="measure every layer's quantization schemes here and pick the fastest plan",
+        description=(
+            "Times each selected layer under every candidate scheme on this machine (its real "
+            "inputs, the given threads and batch size), measures each candidate's fidelity "
+            "cost with that layer alone quantized, searches the fastest plan within "
+            "--max-drop, and checks it end to end against the original and every uniform "
+            "scheme. Latency is always measured on this machine: the plan is for it."
+        ),
+    )
+    p.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")
+    p.add_argument("--types", nargs="+", default=["Linear", "Conv2d"], metavar="TYPE")
+    p.add_argument(
+        "--max-drop", type=float, default=0.01, help="largest metric drop allowed (0.01)"
+    )
+    p.add_argument(
+        "--metric",
+        default="auto",
+        choices=("auto", "accuracy", "cosine_similarity"),
+        help="auto: accuracy with labelled data, else cosine similarity",
+    )
+    p.add_argument(
+        "--candidates",
+        metavar="A,B,...",
+        help=f"schemes to try (default all: {CANDIDATES.choices()})",
+    )
+    p.add_argument("--threads", type=int, default=1, help="threads to time with (default 1)")
+    p.add_argument("--batch-size", type=int, default=1, help="batch to time with (default 1)")
+    p.add_argument("--no-cache", action="store_true", help="re-measure fidelity even if cached")
+    p.add_argument("--emit-recipe", required=True, help="write the plan as a recipe here")
+    p.add_argument("--output", help="write the plan (JSON) here")
     return root
 
 

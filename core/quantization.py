@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -20,29 +21,66 @@ from core.schemes import SCHEMES
 
 @dataclass
 class QuantPlan:
-    """Layers to quantize and selected layers left alone, with why."""
+    """The rule each layer to quantize gets (in model order), and the selected layers left
+    alone with why."""
 
-    layers: list[str] = field(default_factory=list)
+    layers: dict[str, Quantize] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+
+    def sidecar(self) -> dict[str, Any] | None:
+        """What rebuilds the quantized modules of a saved state dict (``OUT.secateur.json``):
+        each quantized layer's scheme, backend and granularity."""
+        if not self.layers:
+            return None
+        fields = {"scheme", "backend", "granularity"}
+        return {
+            "secateur_sidecar": 1,
+            "layers": {name: q.model_dump(include=fields) for name, q in self.layers.items()},
+        }
+
+    def rules(self) -> list[Quantize]:
+        """The distinct rules in use, in first-use order (to check the machine once each)."""
+        seen: dict[str, Quantize] = {}
+        for q in self.layers.values():
+            seen.setdefault(describe(q), q)
+        return list(seen.values())
 
 
 def describe(q: Quantize) -> str:
     """How the window and reports name a scheme: 'int8_dynamic (torchao, per_channel)'."""
-    if SCHEMES[q.scheme].is_cast:
+    if q.scheme not in SCHEMES or SCHEMES[q.scheme].is_cast:
         return q.scheme
     return f"{q.scheme} ({q.backend}, {q.granularity})"
 
 
-def plan_quantization(model: nn.Module, q: Quantize, source: str) -> QuantPlan:
-    names, misses = select(model, q.layers, q.types)
-    for field_name, value in misses:
-        raise RecipeError(f"{source}: quantize.{field_name}: {value!r} matches no layer")
+def select_rules(
+    model: nn.Module, rules: list[Quantize], source: str
+) -> dict[str, Quantize | None]:
+    """Which rule selects each layer (None: a ``float`` rule keeps it), later rules winning;
+    a pattern that matches nothing is an error."""
+    chosen: dict[str, Quantize | None] = {}
+    for index, rule in enumerate(rules):
+        where = "quantize" if len(rules) == 1 else f"quantize[{index}]"
+        names, misses = select(model, rule.layers, rule.types)
+        for field_name, value in misses:
+            raise RecipeError(f"{source}: {where}.{field_name}: {value!r} matches no layer")
+        for name in names:
+            chosen[name] = None if rule.keeps_float else rule
+    return chosen
+
+
+def plan_quantization(model: nn.Module, rules: list[Quantize], source: str) -> QuantPlan:
+    """One rule per layer to quantize, in model order; layers a scheme cannot take are
+    skipped with the reason."""
+    chosen = select_rules(model, rules, source)
     plan = QuantPlan()
-    modules = dict(model.named_modules())
-    for name in names:
-        reason = cannot_quantize(modules[name], q)
+    for name, module in model.named_modules():
+        q = chosen.get(name)
+        if q is None:
+            continue
+        reason = cannot_quantize(module, q)
         if reason is None:
-            plan.layers.append(name)
+            plan.layers[name] = q
         else:
             plan.skipped[name] = reason
     return plan
@@ -76,10 +114,10 @@ def check_machine(q: Quantize) -> None:
             ) from None
 
 
-def quantize_layers(model: nn.Module, q: Quantize, plan: QuantPlan) -> Iterator[str]:
+def quantize_layers(model: nn.Module, plan: QuantPlan) -> Iterator[str]:
     """Quantize the planned layers in place, one at a time, yielding each layer's name."""
     modules = dict(model.named_modules())
-    for name in plan.layers:
+    for name, q in plan.layers.items():
         apply_to_layer(model, modules[name], name, q)
         yield name
 

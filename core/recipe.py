@@ -26,13 +26,16 @@ from pydantic import (
 from core.atomic import atomic_write_bytes
 from core.errors import RecipeError
 from core.methods import PRUNE_METHODS
-from core.schemes import BACKENDS, DEFAULT_BACKEND, GRANULARITIES, SCHEMES
+from core.schemes import BACKENDS, CANDIDATES, DEFAULT_BACKEND, GRANULARITIES, KEEP_FLOAT, SCHEMES
 
 RECIPE_VERSION = 1
 
 # The recipe's choices are the registries' names (core.methods, core.schemes).
 PruneMethod = Literal[PRUNE_METHODS.names()]  # type: ignore[valid-type]
-QuantScheme = Literal[SCHEMES.names()]  # type: ignore[valid-type]
+# Besides the schemes, a quantize rule may say "float" (leave these layers alone: a later
+# rule overrides an earlier one) or "auto" (measure and plan every selected layer).
+AUTO = "auto"
+QuantScheme = Literal[(*SCHEMES.names(), KEEP_FLOAT, AUTO)]  # type: ignore[valid-type]
 Backend = Literal[BACKENDS.names()]  # type: ignore[valid-type]
 Granularity = Literal[tuple(name for name, _ in GRANULARITIES)]  # type: ignore[valid-type]
 NORM_NAMES = ("inf", "-inf", "fro", "nuc")
@@ -115,21 +118,59 @@ class Finetune(_Strict):
 
 
 class Quantize(_Strict):
-    """Quantization of the selected layers after pruning (and fine-tuning)."""
+    """One quantization rule: which layers, which scheme (after pruning and fine-tuning).
+
+    Rules apply in order and a later rule that selects a layer overrides an earlier one, as
+    for pruning. ``scheme: float`` keeps the selected layers float; ``scheme: auto`` measures
+    the candidates of every selected layer on this machine and picks the fastest plan whose
+    measured drop stays within ``max_drop`` (the other auto-only fields tune that search).
+    """
 
     scheme: QuantScheme = "int8_dynamic"
     backend: Backend = DEFAULT_BACKEND
     granularity: Granularity = "per_channel"
     layers: list[str] = Field(default_factory=lambda: ["*"])
     types: list[str] = Field(default_factory=lambda: ["Linear"])
+    # scheme: auto only
+    max_drop: float | None = None
+    metric: Literal["auto", "accuracy", "cosine_similarity"] | None = None
+    candidates: list[str] | None = None
+    threads: int | None = Field(default=None, ge=1, le=1024)
+    batch_size: int | None = Field(default=None, ge=1, le=1_000_000)
 
     @field_validator("layers", "types")
     @classmethod
     def _patterns(cls, value: list[str]) -> list[str]:
         return _check_patterns(value)
 
+    @field_validator("max_drop")
+    @classmethod
+    def _max_drop(cls, value: float | None) -> float | None:
+        if value is not None and (math.isnan(value) or not 0.0 <= value <= 1.0):
+            raise ValueError(f"{value} is not in [0, 1]")
+        return value
+
+    @field_validator("candidates")
+    @classmethod
+    def _candidates(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must list at least one candidate")
+        for name in value:
+            if name not in CANDIDATES:
+                raise ValueError(f"{name!r} is not one of {CANDIDATES.choices()}")
+        return value
+
     @model_validator(mode="after")
     def _backend_scheme(self) -> Quantize:
+        auto_only = ("max_drop", "metric", "candidates", "threads", "batch_size")
+        if self.scheme != AUTO:
+            for name in auto_only:
+                if getattr(self, name) is not None:
+                    raise ValueError(f"{name} is for scheme: auto only, not {self.scheme!r}")
+        if self.scheme in (AUTO, KEEP_FLOAT):
+            return self
         scheme = SCHEMES[self.scheme]
         if self.backend in scheme.backends or (scheme.is_cast and self.backend == DEFAULT_BACKEND):
             return self  # a cast has no backend: the default one is ignored
@@ -139,6 +180,14 @@ class Quantize(_Strict):
             f"{', '.join(runs)} only, not {self.scheme!r}"
         )
 
+    @property
+    def is_auto(self) -> bool:
+        return self.scheme == AUTO
+
+    @property
+    def keeps_float(self) -> bool:
+        return self.scheme == KEEP_FLOAT
+
 
 class Recipe(_Strict):
     """A whole compression: pruning rules, an optional fine-tune, optional quantization."""
@@ -146,7 +195,7 @@ class Recipe(_Strict):
     version: Literal[1]
     prune: list[PruneRule] = Field(default_factory=list)
     finetune: Finetune | None = None
-    quantize: Quantize | None = None
+    quantize: list[Quantize] = Field(default_factory=list)
 
     _source: str = PrivateAttr(default="recipe")
 
@@ -167,12 +216,39 @@ class Recipe(_Strict):
 
     __hash__ = None  # type: ignore[assignment]
 
+    @field_validator("quantize", mode="before")
+    @classmethod
+    def _quantize_rules(cls, value: Any) -> Any:
+        """One mapping (recipe version 1) is a list of one rule."""
+        if value is None:
+            return []
+        return [value] if isinstance(value, dict) else value
+
+    @model_validator(mode="after")
+    def _auto_alone(self) -> Recipe:
+        if len(self.quantize) > 1 and any(q.is_auto for q in self.quantize):
+            raise ValueError(
+                "quantize: scheme auto plans every selected layer; give it alone (one mapping), "
+                "not among other rules"
+            )
+        return self
+
+    @property
+    def auto_quantize(self) -> Quantize | None:
+        """The ``scheme: auto`` rule, when the recipe asks for a measured plan."""
+        return self.quantize[0] if len(self.quantize) == 1 and self.quantize[0].is_auto else None
+
     def is_empty(self) -> bool:
-        return not self.prune and self.quantize is None
+        return not self.prune and not any(not q.keeps_float for q in self.quantize)
 
     def to_dict(self) -> dict[str, Any]:
-        """A plain, JSON-safe dict that ``Recipe.from_dict`` turns back into an equal recipe."""
-        return self.model_dump(mode="json", exclude_none=True)
+        """A plain, JSON-safe dict that ``Recipe.from_dict`` turns back into an equal recipe.
+        One quantize rule is written as a mapping (as version 1 files have it)."""
+        data = self.model_dump(mode="json", exclude_none=True)
+        rules = data.pop("quantize", [])
+        if rules:
+            data["quantize"] = rules[0] if len(rules) == 1 else rules
+        return data
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "recipe") -> Recipe:
@@ -186,7 +262,10 @@ class Recipe(_Strict):
         try:
             return cls.model_validate(data).with_source(source)
         except ValidationError as exc:
-            raise RecipeError(f"{source}: {format_validation_error(exc)}") from None
+            message = format_validation_error(exc)
+            if isinstance(data.get("quantize"), dict):  # one mapping: no rule index to show
+                message = message.replace("quantize[0]", "quantize", 1)
+            raise RecipeError(f"{source}: {message}") from None
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

@@ -182,13 +182,14 @@ class Report(_Open):
     measurement: dict[str, Any] = Field(default_factory=dict)
     notes: list[str] = Field(default_factory=list)
     finetune: dict[str, Any] | None = None
+    plan: dict[str, Any] | None = None
     output: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ I/O
     def to_dict(self) -> dict[str, Any]:
-        """Report JSON: ``finetune`` and ``output`` only when present, as version 1 says."""
+        """Report JSON: ``finetune``, ``plan`` and ``output`` only when present."""
         data = self.model_dump(mode="json")
-        for key in ("finetune", "output"):
+        for key in ("finetune", "plan", "output"):
             if data.get(key) is None:
                 data.pop(key, None)
         for side in ("before", "after"):

@@ -211,3 +211,64 @@ GRANULARITIES: tuple[tuple[str, str], ...] = (
     ("per_channel", "per channel"),
     ("per_tensor", "per tensor"),
 )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One choice the planner measures for a layer: a scheme with its backend and
+    granularity, or keeping the layer float (``scheme`` None). Named ``scheme:backend`` or
+    ``scheme:backend:per_tensor`` (per channel is the default), ``bf16``, ``fp16``, ``float``."""
+
+    name: str
+    label: str
+    tooltip: str
+    scheme: str | None
+    backend: str = DEFAULT_BACKEND
+    granularity: str = "per_channel"
+
+    def settings(self) -> dict[str, str] | None:
+        """The quantize-rule fields this candidate stands for (None: keep float)."""
+        if self.scheme is None:
+            return None
+        if SCHEMES[self.scheme].is_cast:
+            return {"scheme": self.scheme}
+        return {"scheme": self.scheme, "backend": self.backend, "granularity": self.granularity}
+
+
+KEEP_FLOAT = "float"
+
+CANDIDATES: Registry[Candidate] = Registry(
+    "plan candidate",
+    [
+        Candidate(KEEP_FLOAT, "float", "keep the layer as it is", None),
+        Candidate(
+            "int8_dynamic:legacy",
+            "int8 legacy",
+            "torch.ao dynamic int8, per channel (fbgemm/x86)",
+            "int8_dynamic",
+            "legacy",
+        ),
+        Candidate(
+            "int8_dynamic:legacy:per_tensor",
+            "int8 legacy/tensor",
+            "torch.ao dynamic int8, one scale per tensor",
+            "int8_dynamic",
+            "legacy",
+            "per_tensor",
+        ),
+        Candidate(
+            "int8_dynamic:torchao",
+            "int8 torchao",
+            "torchao dynamic int8, per row",
+            "int8_dynamic",
+        ),
+        Candidate(
+            "int8_weight_only:torchao",
+            "int8 weight-only",
+            "torchao int8 weights, float activations",
+            "int8_weight_only",
+        ),
+        Candidate("bf16", "bf16", "weights cast to bfloat16", "bf16"),
+        Candidate("fp16", "fp16", "weights cast to float16", "fp16"),
+    ],
+)

@@ -36,6 +36,7 @@ from core.metrics import accuracy, run_outputs
 from core.pruning import prune_layer
 from core.quantization import apply_to_layer, cannot_quantize
 from core.recipe import PruneRule, Quantize, Recipe
+from core.schemes import CANDIDATES
 
 SENSITIVITY_VERSION = 1
 DEFAULT_AMOUNTS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -52,9 +53,13 @@ class SweepSettings:
     dim: int = 0
     quantize: str | None = None  # a scheme name: also quantize each layer alone
     subset: int | None = None  # evaluate on the first N samples only
+    candidates: Sequence[str] = ()  # plan candidates (core.schemes): each layer alone
+    metric: str = "auto"  # auto (accuracy with labels), accuracy or cosine_similarity
 
     def key(self) -> dict[str, Any]:
+        extra = {"candidates": list(self.candidates), "metric": self.metric}
         return {
+            **(extra if self.candidates or self.metric != "auto" else {}),
             "layers": list(self.layers),
             "types": list(self.types) if self.types else None,
             "method": self.method,
@@ -89,8 +94,13 @@ class SweepResult:
 def validate_settings(model: nn.Module, s: SweepSettings) -> list[str]:
     if s.method not in SWEEP_METHODS:
         raise RecipeError(f"--method: {s.method!r} is not one of {', '.join(SWEEP_METHODS)}")
-    if not s.amounts:
+    if not s.amounts and not s.candidates:
         raise RecipeError("--amounts: give at least one amount")
+    for name in s.candidates:
+        if name not in CANDIDATES:
+            raise RecipeError(f"--candidates: {name!r} is not one of {CANDIDATES.choices()}")
+    if s.metric not in METRICS:
+        raise RecipeError(f"--metric: {s.metric!r} is not one of {', '.join(METRICS)}")
     for a in s.amounts:
         if not 0.0 < float(a) < 1.0:
             raise RecipeError(f"--amounts: {a} is not in (0, 1)")
@@ -130,10 +140,20 @@ def cache_dir() -> Path:
     return Path(base) / "secateur" / "sensitivity"
 
 
-def _metric(outputs, data: Dataset, reference) -> tuple[str, float]:
-    acc = accuracy(outputs, data)
-    if acc is not None:
-        return "accuracy", acc
+METRICS = ("auto", "accuracy", "cosine_similarity")
+
+
+def measure_metric(outputs, data: Dataset, reference, want: str = "auto") -> tuple[str, float]:
+    """(metric name, value): accuracy when the data has labels (or ``want`` says so), else
+    cosine similarity of the outputs to ``reference``."""
+    if want != "cosine_similarity":
+        acc = accuracy(outputs, data)
+        if acc is not None:
+            return "accuracy", acc
+        if want == "accuracy":
+            raise RecipeError(
+                f"{data.source}: metric accuracy needs labelled data (y) and class logits"
+            )
     cos = fidelity(reference, outputs)["cosine_similarity"]
     return "cosine_similarity", float(cos) if cos is not None else 0.0
 
@@ -169,8 +189,9 @@ def sweep(
     work = copy.deepcopy(model).eval()
     modules = dict(work.named_modules())
     reference = run_outputs(model, eval_data)
-    metric_name, baseline = _metric(reference, eval_data, reference)
-    per_layer = len(settings.amounts) + (1 if settings.quantize else 0)
+    want = settings.metric
+    metric_name, baseline = measure_metric(reference, eval_data, reference, want)
+    per_layer = len(settings.amounts) + (1 if settings.quantize else 0) + len(settings.candidates)
     total = len(names) * per_layer
     step = 0
     rows = []
@@ -186,7 +207,7 @@ def sweep(
             )
             prune_layer(module, rule, hold=False)
             try:
-                _, value = _metric(run_outputs(work, eval_data), eval_data, reference)
+                _, value = measure_metric(run_outputs(work, eval_data), eval_data, reference, want)
             finally:
                 with torch.no_grad():
                     module.weight.copy_(saved)
@@ -209,8 +230,23 @@ def sweep(
         if settings.quantize:
             if should_stop():
                 raise Cancelled()
-            row["quantized"] = _quantized_alone(work, name, settings.quantize, eval_data, reference)
+            q = Quantize(scheme=settings.quantize)  # type: ignore[arg-type]
+            trial = _quantized_alone(work, name, q, eval_data, reference, want)
+            row["quantized"] = {"scheme": settings.quantize, **trial}
             step += 1
+        if settings.candidates:
+            row["candidates"] = {}
+            for candidate in settings.candidates:
+                if should_stop():
+                    raise Cancelled()
+                cq = CANDIDATES[candidate].settings()
+                row["candidates"][candidate] = (
+                    {"metric": baseline}
+                    if cq is None
+                    else _quantized_alone(work, name, Quantize(**cq), eval_data, reference, want)
+                )
+                step += 1
+                yield SweepEvent(step, total, f"{name}: {candidate} alone", None, baseline)
         rows.append(row)
         yield SweepEvent(step, total, f"{name} done", row, baseline, metric_name)
     result = {
@@ -232,13 +268,14 @@ def sweep(
 
 
 def _quantized_alone(
-    work: nn.Module, name: str, scheme: str, data: Dataset, reference
+    work: nn.Module, name: str, q: Quantize, data: Dataset, reference, want: str
 ) -> dict[str, Any]:
-    q = Quantize(scheme=scheme)  # type: ignore[arg-type]
+    """The metric with layer ``name`` alone quantized per ``q`` ({"metric": m}), or why the
+    layer cannot take it ({"metric": None, "skipped": reason})."""
     original = work.get_submodule(name)
     reason = cannot_quantize(original, q)
     if reason is not None:
-        return {"scheme": scheme, "metric": None, "skipped": reason}
+        return {"metric": None, "skipped": reason}
     parent_name, _, child = name.rpartition(".")
     parent = work.get_submodule(parent_name) if parent_name else work
     trial = copy.deepcopy(original)
@@ -247,10 +284,10 @@ def _quantized_alone(
     apply_to_layer(holder, trial, "layer", q)
     setattr(parent, child, holder.layer)
     try:
-        _, value = _metric(run_outputs(work, data), data, reference)
+        _, value = measure_metric(run_outputs(work, data), data, reference, want)
     finally:
         setattr(parent, child, original)
-    return {"scheme": scheme, "metric": value}
+    return {"metric": value}
 
 
 def _interp(points: list[tuple[float, float]], amount: float) -> float:
@@ -375,8 +412,8 @@ def recipe_from_amounts(
     if base is not None:
         if base.finetune is not None:
             data["finetune"] = base.finetune.model_dump(mode="json")
-        if base.quantize is not None:
-            data["quantize"] = base.quantize.model_dump(mode="json")
+        if base.quantize:
+            data["quantize"] = [q.model_dump(mode="json", exclude_none=True) for q in base.quantize]
     return Recipe.from_dict(data, "automatic amounts")
 
 

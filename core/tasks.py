@@ -18,12 +18,14 @@ from typing import Any
 
 from core import compat
 from core.data import Dataset, load_data
+from core.demos import DEFAULT_DEMO
 from core.engine import CompressionResult, Progress, compress, never
 from core.errors import Cancelled, SaveError, UserError
 from core.inventory import LayerInfo, inventory
 from core.loading import LoadedModel, load_demo, load_model
 from core.metrics import model_stats
-from core.recipe import Recipe
+from core.plan import Plan, PlanSettings, make_plan, select_layers
+from core.recipe import Quantize, Recipe
 from core.saving import SaveOutcome, save_model
 from core.sensitivity import SweepEvent, SweepResult, SweepSettings, sweep
 
@@ -48,8 +50,9 @@ def open_model(
     arch: str | None = None,
     trust: bool = False,
     should_stop: StopFlag = never,
+    demo: str = DEFAULT_DEMO,
 ) -> Generator[Progress, None, Opened]:
-    """Load a model file (the demo when ``path`` is None) and take its inventory.
+    """Load a model file (the bundled ``demo`` when ``path`` is None) and take its inventory.
 
     The cyclic garbage collector is paused meanwhile: a big model allocates hundreds of
     thousands of objects, and a full collection triggered from a worker thread holds the GIL
@@ -57,7 +60,7 @@ def open_model(
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return (yield from _open(path, arch, trust, should_stop))
+        return (yield from _open(path, arch, trust, should_stop, demo))
     finally:
         if was_enabled:
             # What the load created lives as long as the model is open: freeze it out of
@@ -69,13 +72,13 @@ def open_model(
 
 
 def _open(
-    path: Path | None, arch: str | None, trust: bool, should_stop: StopFlag
+    path: Path | None, arch: str | None, trust: bool, should_stop: StopFlag, demo: str
 ) -> Generator[Progress, None, Opened]:
     t0 = time.perf_counter()
     label = path.name if path is not None else "the demo"
     yield Progress("load", 0, 0, f"loading {label}")
     if path is None:
-        loaded, test, train = load_demo()
+        loaded, test, train = load_demo(demo)
     else:
         loaded, test, train = load_model(path, arch=arch, trust=trust), None, None
     if should_stop():
@@ -168,6 +171,22 @@ def sweep_model(
     loaded.require_eager()
     yield SweepEvent(0, 0, f"sensitivity of {loaded.display_name}: preparing")
     return (yield from sweep(loaded.model, data, settings, should_stop, use_cache))
+
+
+def plan_model(
+    loaded: LoadedModel,
+    data: Dataset,
+    rule: Quantize,
+    source: str = "plan",
+    use_cache: bool = True,
+    should_stop: StopFlag = never,
+) -> Generator[Progress, None, Plan]:
+    """The measured per-layer quantization plan for the layers ``rule`` (scheme auto)
+    selects: time and fidelity of every candidate here, then the end-to-end check."""
+    loaded.require_eager()
+    layers = select_layers(loaded.model, rule, source)
+    settings = PlanSettings.from_rule(rule)
+    return (yield from make_plan(loaded.model, data, layers, settings, should_stop, use_cache))
 
 
 def save_result(

@@ -40,7 +40,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core import demo as core_demo
+from core import demos as core_demo
 from core.atomic import atomic_write_bytes
 from core.data import Dataset, load_data, random_data
 from core.engine import CompressionResult, Progress

@@ -131,7 +131,14 @@ def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, li
     """
     warnings: list[str] = []
     plan = plan_pruning(model, recipe.prune, recipe.source) if recipe.prune else {}
-    state = WindowState(finetune=recipe.finetune, quantize=recipe.quantize)
+    state = WindowState(
+        finetune=recipe.finetune, quantize=recipe.quantize[0] if recipe.quantize else None
+    )
+    if len(recipe.quantize) > 1:
+        warnings.append(
+            f"{recipe.source}: has {len(recipe.quantize)} quantize rules; the window shows the "
+            "first one"
+        )
     if not plan:
         return state, warnings
     configs = Counter(_config(item.rule) for item in plan.values())

@@ -12,7 +12,8 @@ import torch
 from toy_models import identical, mlp, state_of, two_inputs
 
 from core.data import Dataset, load_data
-from core.demo import DEMO_RECIPE_PATH, TEST_DATA_PATH, build_model
+from core.demo import build_model
+from core.demos import DEMO_RECIPE_PATH, TEST_DATA_PATH
 from core.engine import compress, run
 from core.errors import Cancelled, DataError
 from core.loading import LoadedModel, load_demo, load_model
@@ -88,7 +89,8 @@ def test_acceptance_numbers_recomputed_from_file(acceptance_run) -> None:
     param_keys = {name for name, _ in build_model().named_parameters()}
     assert out.stat().st_size == report["after"]["file_bytes"]
     sidecar = json.loads(out.with_name(out.name + ".secateur.json").read_text())
-    assert sidecar["layers"] == ["fc1", "fc2"]
+    assert list(sidecar["layers"]) == ["fc1", "fc2"]
+    assert {q["scheme"] for q in sidecar["layers"].values()} == {"int8_dynamic"}
     rows = {row["name"]: row for row in report["layers"]}
     total = nonzero = 0
     for key, tensor in state.items():

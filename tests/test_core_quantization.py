@@ -25,8 +25,8 @@ CASES = [
 
 
 def _quantize(model, q: Quantize):
-    plan = plan_quantization(model, q, "r.yaml")
-    list(quantize_layers(model, q, plan))
+    plan = plan_quantization(model, [q], "r.yaml")
+    list(quantize_layers(model, plan))
     return plan
 
 
@@ -36,7 +36,7 @@ def test_scheme_quantizes_and_stays_close(scheme, backend, granularity, label) -
     ref = mlp()
     q = Quantize(scheme=scheme, backend=backend, granularity=granularity, layers=["fc*"])
     plan = _quantize(model, q)
-    assert plan.layers == ["fc1", "fc2"]
+    assert list(plan.layers) == ["fc1", "fc2"]
     assert quantization_of(model.get_submodule("fc1")) == label
     assert quantization_of(model.head) is None
     x = torch.randn(64, 16)
@@ -75,8 +75,8 @@ def test_int8_weights_are_integers_per_channel_scales() -> None:
 
 def test_conv_layers_skipped_with_reason() -> None:
     model = convnet()
-    plan = plan_quantization(model, Quantize(types=["Linear", "Conv2d"]), "r.yaml")
-    assert plan.layers == ["classifier"]
+    plan = plan_quantization(model, [Quantize(types=["Linear", "Conv2d"])], "r.yaml")
+    assert list(plan.layers) == ["classifier"]
     assert (
         plan.skipped["features.0"] == "int8_dynamic (torchao) handles nn.Linear only, not GatedConv"
     )
@@ -96,4 +96,4 @@ def test_fp16_conv_works_with_neighbours_in_float32() -> None:
 
 def test_pattern_matching_nothing_is_an_error() -> None:
     with pytest.raises(RecipeError, match=r"r\.yaml: quantize\.layers: 'attn\*' matches no layer"):
-        plan_quantization(mlp(), Quantize(layers=["attn*"]), "r.yaml")
+        plan_quantization(mlp(), [Quantize(layers=["attn*"])], "r.yaml")

@@ -34,7 +34,7 @@ def test_good_recipe_parses() -> None:
     assert recipe.prune[1].amount == 3 and isinstance(recipe.prune[1].amount, int)
     assert recipe.prune[1].norm() == float("inf")
     assert recipe.finetune is not None and recipe.finetune.epochs == 2
-    assert recipe.quantize is not None and recipe.quantize.backend == "legacy"
+    assert len(recipe.quantize) == 1 and recipe.quantize[0].backend == "legacy"
 
 
 @pytest.mark.parametrize("suffix", [".yaml", ".json"])

@@ -33,7 +33,8 @@ def _choices(argv: list[str]) -> tuple[str, ...]:
 
 def test_recipe_types_are_the_registry_names() -> None:
     assert typing.get_args(PruneRule.model_fields["method"].annotation) == PRUNE_METHODS.names()
-    assert typing.get_args(Quantize.model_fields["scheme"].annotation) == SCHEMES.names()
+    scheme = typing.get_args(Quantize.model_fields["scheme"].annotation)
+    assert scheme == (*SCHEMES.names(), "float", "auto")  # plus the two recipe keywords
     assert typing.get_args(Quantize.model_fields["backend"].annotation) == BACKENDS.names()
 
 

@@ -13,7 +13,7 @@ from safetensors.torch import load_file
 from torch import nn
 from torch.nn.utils import prune
 
-from core import demo
+from core import demo, demos
 
 N_DIGITS = 1797  # examples in sklearn.datasets.load_digits()
 N_TEST = 450  # ceil(0.25 * 1797), as train_test_split(test_size=0.25) computes it
@@ -31,25 +31,22 @@ def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_resource_files_exist() -> None:
-    for path in (
-        demo.WEIGHTS_PATH,
-        demo.TRAIN_DATA_PATH,
-        demo.TEST_DATA_PATH,
-        demo.DEMO_RECIPE_PATH,
-    ):
+    for path in (demos.TRAIN_DATA_PATH, demos.TEST_DATA_PATH):
         assert path.is_file(), path
+    for entry in demos.DEMOS:
+        assert entry.weights.is_file() and entry.recipe.is_file(), entry.name
 
 
 def test_build_model_is_untrained_and_in_eval_mode() -> None:
     model = demo.build_model()
     assert isinstance(model, demo.DigitsCNN)
     assert not model.training
-    out = model(torch.zeros(demo.INPUT_SHAPE))
-    assert out.shape == (demo.INPUT_SHAPE[0], 10)
+    out = model(torch.zeros(demos.INPUT_SHAPE))
+    assert out.shape == (demos.INPUT_SHAPE[0], 10)
 
 
 def test_shipped_weights_load_strictly() -> None:
-    state = load_file(str(demo.WEIGHTS_PATH))
+    state = load_file(str(demos.WEIGHTS_PATH))
     model = demo.build_model()
     result = model.load_state_dict(state, strict=True)
     assert not result.missing_keys
@@ -59,14 +56,14 @@ def test_shipped_weights_load_strictly() -> None:
 def test_load_demo_model_returns_eval_model_with_shipped_weights() -> None:
     model = demo.load_demo_model()
     assert not model.training
-    state = load_file(str(demo.WEIGHTS_PATH))
+    state = load_file(str(demos.WEIGHTS_PATH))
     for name, tensor in model.state_dict().items():
         assert torch.equal(tensor, state[name]), name
 
 
 @pytest.mark.parametrize("path_name", ["TRAIN_DATA_PATH", "TEST_DATA_PATH"])
 def test_npz_layout(path_name: str) -> None:
-    with np.load(getattr(demo, path_name)) as data:
+    with np.load(getattr(demos, path_name)) as data:
         assert set(data.files) == {"x", "y"}
         x, y = data["x"], data["y"]
     assert x.dtype == np.float32
@@ -83,8 +80,8 @@ def test_npz_layout(path_name: str) -> None:
 def test_split_sizes_match_a_stratified_quarter_split() -> None:
     # digits contains duplicate images, so "no identical rows across splits" would be wrong;
     # instead check the split partitions all 1797 examples 1347 / 450 with every class present.
-    _, y_train = _load_split(demo.TRAIN_DATA_PATH)
-    _, y_test = _load_split(demo.TEST_DATA_PATH)
+    _, y_train = _load_split(demos.TRAIN_DATA_PATH)
+    _, y_test = _load_split(demos.TEST_DATA_PATH)
     assert len(y_train) + len(y_test) == N_DIGITS
     assert len(y_test) == N_TEST
     assert len(y_train) == N_DIGITS - N_TEST
@@ -93,7 +90,7 @@ def test_split_sizes_match_a_stratified_quarter_split() -> None:
 
 
 def test_shipped_model_accuracy_on_test_split() -> None:
-    x, y = _load_split(demo.TEST_DATA_PATH)
+    x, y = _load_split(demos.TEST_DATA_PATH)
     assert _accuracy(demo.load_demo_model(), x, y) >= 0.95
 
 
@@ -104,5 +101,5 @@ def test_half_pruned_model_keeps_accuracy() -> None:
     for module in model.modules():
         if isinstance(module, (nn.Conv2d, nn.Linear)):
             prune.l1_unstructured(module, name="weight", amount=0.5)
-    x, y = _load_split(demo.TEST_DATA_PATH)
+    x, y = _load_split(demos.TEST_DATA_PATH)
     assert _accuracy(model, x, y) >= 0.95

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from core.demo import DEMO_RECIPE_PATH
+from core.demos import DEMO_RECIPE_PATH
 from core.errors import UserError
 from gui.options import no_display_reason, parse_options
 

@@ -76,7 +76,7 @@ def test_recipe_round_trip_through_a_file(qtbot, demo_window, monkeypatch, tmp_p
     save_recipe_via_dialog(window, monkeypatch, path)
     assert load_recipe(path).to_dict() == recipe.to_dict()
     assert [rule.layers for rule in recipe.prune] == [["conv2", "fc1", "fc2"], ["fc1"], ["fc2"]]
-    assert recipe.quantize.scheme == "fp16" and recipe.finetune.epochs == 2
+    assert recipe.quantize[0].scheme == "fp16" and recipe.finetune.epochs == 2
 
     window.reset()  # back to the demo recipe: everything differs
     assert shown(window) != before

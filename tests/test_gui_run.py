@@ -12,7 +12,7 @@ from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from core.demo import DEMO_RECIPE_PATH
+from core.demos import DEMO_RECIPE_PATH
 from core.loading import load_model
 from core.recipe import parse_recipe
 from gui import dialogs, prefs

@@ -144,7 +144,7 @@ def test_quantization_leaves_unselected_layers_bit_identical(
         granularity="per_tensor" if per_tensor else "per_channel",
         layers=selected,
     )
-    list(quantize_layers(model, q, plan_quantization(model, q, "q.yaml")))
+    list(quantize_layers(model, plan_quantization(model, [q], "q.yaml")))
     after = model.state_dict()
     for key, old in before.items():
         if key.rsplit(".", 1)[0] not in selected:
