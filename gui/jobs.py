@@ -1,8 +1,10 @@
-"""The window's jobs as plain generators (no Qt): load a model, compress, sweep, save.
+"""The window's jobs as plain generators (no Qt): load a model or a data file, compress,
+sweep, save.
 
 Each yields ``core.engine.Progress`` events and returns its result, like the core's
 ``compress``, so ``gui.worker.JobRunner`` runs all of them the same way and tests can drive
-them with ``core.engine.run``.
+them with ``core.engine.run``. This module is the window's one door to the engine's long
+work: when the engine offers these tasks itself, they are swapped here.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from core.data import Dataset
+from core.data import Dataset, load_data
 from core.engine import CompressionResult, Progress, compress
 from core.errors import Cancelled
 from core.inventory import LayerInfo, inventory
@@ -84,6 +86,15 @@ def _load(
         for info in inventory(loaded.model, measure=False)
     ]
     return Opened(loaded, layers, test, train, time.perf_counter() - t0, stats.numbers())
+
+
+def data_job(path: Path, should_stop: Callable[[], bool]) -> Generator[Progress, None, Dataset]:
+    """Read an evaluation or training data file (.npz or .pt) off the GUI thread."""
+    yield Progress("data", 0, 0, f"reading {path.name}")
+    data = load_data(path)
+    if should_stop():
+        raise Cancelled()
+    return data
 
 
 def warm_up_job(should_stop: Callable[[], bool]) -> Generator[Progress, None, None]:
