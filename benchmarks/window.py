@@ -218,7 +218,7 @@ def gc_trace(count: int, freeze_after_load: bool) -> None:
             gc.freeze()
             return opened
 
-        gui.main_window.load_job = load_then_freeze  # type: ignore[assignment]
+        gui.jobs.load_job = load_then_freeze  # type: ignore[assignment]
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     configure_application(app)

@@ -9,6 +9,7 @@ nothing behind.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -166,7 +167,7 @@ class SaveFlow(QObject):
         self.feedback.error(exc, trace)
 
     # ------------------------------------------------------------------ the report
-    def export_dialog(self, images: Any) -> None:
+    def export_dialog(self, images: Callable[[], tuple[Any, Any]]) -> None:
         """Ask where to write the report; ``images()`` gives the two chart pixmaps."""
         if self.session.result is None:
             return

@@ -505,6 +505,10 @@ class SettingsPanel(QWidget):
         """The training data row: the file's name ('' for none) and its details."""
         self.train_row.set_file(name, tooltip)
 
+    def data_file_names(self) -> tuple[str, str]:
+        """The file names the evaluation and training data rows show ('' for none)."""
+        return self.eval_row.edit.text(), self.train_row.edit.text()
+
     def set_data_info(self, text: str) -> None:
         self.data_info.setText(text)
         self.data_info.setVisible(bool(text))
