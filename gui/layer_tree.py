@@ -5,7 +5,7 @@ amount editor, and a one-line summary of what is checked. The data is the item m
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import QAbstractItemModel, QModelIndex, QSortFilterProxyModel, Qt, Signal, Slot
@@ -174,7 +174,7 @@ class LayerTreePanel(QWidget):
         self._update_summary()
 
     def show_layers(
-        self, layers: Sequence[LayerInfo], title: str, kinds: dict[str, Kind] | None = None
+        self, layers: Sequence[LayerInfo], title: str, kinds: Mapping[str, Kind] | None = None
     ) -> None:
         """A new model: its inventory in the tree (nothing checked), opened as far as is
         cheap (every row of a small model, the top two levels of a big one)."""

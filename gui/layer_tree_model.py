@@ -25,7 +25,7 @@ from PySide6.QtCore import (
 from PySide6.QtGui import QBrush, QColor, QFont
 
 from core.inventory import LayerInfo
-from gui.layer_selection import Change, LayerSelection, SelectionEvent
+from gui.layer_selection import Change, Kind, LayerSelection, SelectionEvent
 from gui.report_rows import amount_text, percent
 
 
@@ -113,7 +113,12 @@ class LayerTreeModel(QAbstractItemModel):
         self._rebuild()
 
     # ----------------------------------------------------------------- building
-    def set_layers(self, layers: Sequence[LayerInfo], title: str = "", kinds: Any = None) -> None:
+    def set_layers(
+        self,
+        layers: Sequence[LayerInfo],
+        title: str = "",
+        kinds: Mapping[str, Kind] | None = None,
+    ) -> None:
         """Show a new model's inventory (parents must precede their children); the
         selection starts empty. ``kinds`` as ``LayerSelection.reset`` takes them."""
         self._next_title = title

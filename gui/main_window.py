@@ -207,6 +207,9 @@ class MainWindow(QMainWindow):
             source.connect(target)
         self.jobs.progress.connect(self._on_job_progress)
         self.jobs.busyChanged.connect(self._on_busy_changed)
+        # a job's outcome is delivered (perhaps with a dialog) with the actions already idle
+        for ended in (self.jobs.finished, self.jobs.cancelled, self.jobs.failed):
+            ended.connect(lambda *outcome: self._update_actions())
         self.cancel_button.clicked.connect(self.cancel_job)
         for signal in (session.modelChanged, session.resultChanged):
             signal.connect(self._update_actions)
