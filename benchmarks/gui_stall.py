@@ -181,7 +181,7 @@ def main() -> int:
     panel.view.viewport().repaint()
     tree_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    panel.model.check_where(lambda info: True)
+    panel.selection.check_where(lambda info: True)
     check_all_s = time.perf_counter() - t0
     panel.close()
     tree = {
