@@ -60,8 +60,8 @@ def main() -> int:
 
     from core.inventory import inventory
     from core.recipe import parse_recipe
+    from core.tasks import freeze_long_lived_objects
     from gui.app import configure_application
-    from gui.jobs import freeze_long_lived_objects
     from gui.layer_tree import LayerTreePanel
     from gui.main_window import MainWindow
 
@@ -120,7 +120,7 @@ def main() -> int:
     t0 = time.perf_counter()
     window.warm_up()
     window.open_demo()
-    wait(lambda: window.loaded is not None)
+    wait(lambda: window.session.loaded is not None)
     startup = {"open_demo_s": round(time.perf_counter() - t0, 2), "max_stall_ms": heart.worst}
     run_case("demo (digits CNN)", window)
     window.close_without_asking()
@@ -136,9 +136,9 @@ def main() -> int:
     heart.restart()
     t0 = time.perf_counter()
     window.open_model(path, trust=True)
-    wait(lambda: window.loaded is not None)
+    wait(lambda: window.session.loaded is not None)
     open_s, open_stall = time.perf_counter() - t0, heart.worst
-    window.settings.shape_edit.setText(f"1x{width}")
+    window.settings.set_input_shape(f"1x{width}")
     window.apply_recipe(
         parse_recipe(
             "version: 1\nprune:\n  - {types: [Linear], amount: 0.5}\n"
@@ -161,10 +161,10 @@ def main() -> int:
     heart.restart()
     t0 = time.perf_counter()
     window.open_model(path, trust=True)
-    wait(lambda: window.loaded is not None)
+    wait(lambda: window.session.loaded is not None)
     open_s, open_stall = time.perf_counter() - t0, heart.worst
-    window.settings.shape_edit.setText("1x4")
-    run_case(f"{len(window.layers):,} modules", window)
+    window.settings.set_input_shape("1x4")
+    run_case(f"{len(window.session.layers):,} modules", window)
     rows[-1]["open_s"] = round(open_s, 2)
     rows[-1]["open_max_stall_ms"] = open_stall
     window.close_without_asking()
@@ -181,7 +181,7 @@ def main() -> int:
     panel.view.viewport().repaint()
     tree_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    panel.model.check_where(lambda info: True)
+    panel.selection.check_where(lambda info: True)
     check_all_s = time.perf_counter() - t0
     panel.close()
     tree = {

@@ -73,7 +73,7 @@ def run_once(window: Any, timeout_s: float = RUN_TIMEOUT_S) -> Any:
     """Start a compression with what the window shows and wait for its result."""
     from PySide6.QtCore import QCoreApplication, QEventLoop, QThread
 
-    previous = window.result
+    previous = window.session.result
     failed: list[Any] = []
     window.runFailed.connect(failed.append)
     try:
@@ -90,9 +90,9 @@ def run_once(window: Any, timeout_s: float = RUN_TIMEOUT_S) -> Any:
         window.runFailed.disconnect(failed.append)
     if failed:
         raise RuntimeError(f"the run failed: {failed[0]!r}")
-    if window.result is None or window.result is previous:
+    if window.session.result is None or window.session.result is previous:
         raise RuntimeError("the run ended without a result")
-    return window.result
+    return window.session.result
 
 
 def open_demo(window: Any, timeout_s: float = RUN_TIMEOUT_S) -> None:
@@ -100,7 +100,7 @@ def open_demo(window: Any, timeout_s: float = RUN_TIMEOUT_S) -> None:
 
     window.open_demo()
     deadline = time.monotonic() + timeout_s
-    while window.jobs.busy or window.loaded is None:
+    while window.jobs.busy or window.session.loaded is None:
         if time.monotonic() > deadline:
             raise TimeoutError("the demo did not open")
         QCoreApplication.processEvents(QEventLoop.ProcessEventsFlag.AllEvents, 50)

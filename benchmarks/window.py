@@ -141,7 +141,7 @@ def child(count: int, repeats: int) -> dict[str, Any]:
 
 
 def profile_load(count: int) -> None:
-    """Where opening a model goes, without Qt: gui.jobs.load_job's steps timed one by one,
+    """Where opening a model goes, without Qt: core.tasks.open_model's steps timed one by one,
     and the longest a main thread waits (1 ms ticks) while the job runs in another thread,
     with the garbage collector on and off."""
     import gc
@@ -153,7 +153,7 @@ def profile_load(count: int) -> None:
     from core.inventory import inventory
     from core.loading import load_model
     from core.metrics import parameter_counts, state_dict_bytes
-    from gui.jobs import load_job
+    from core.tasks import open_model
 
     folder = Path(tempfile.mkdtemp(prefix="secateur-bench-"))
     path = folder / "tree.pt"
@@ -164,7 +164,7 @@ def profile_load(count: int) -> None:
         "inventory(model)": lambda: inventory(model),
         "parameter_counts(model)": lambda: parameter_counts(model),
         "state_dict_bytes(model)": lambda: state_dict_bytes(model),
-        "load_job, whole": lambda: run(load_job(path, None, True, lambda: False)),
+        "open_model, whole": lambda: run(open_model(path, None, True)),
     }
     for label, step in steps.items():
         t0 = time.perf_counter()
@@ -186,12 +186,12 @@ def profile_load(count: int) -> None:
     def without_gc() -> None:
         gc.disable()
         try:
-            run(load_job(path, None, True, lambda: False))
+            run(open_model(path, None, True))
         finally:
             gc.enable()
 
-    job = steps["load_job, whole"]
-    print(f"main-thread gap while load_job runs in a thread: {worst_gap(job):.0f} ms")
+    job = steps["open_model, whole"]
+    print(f"main-thread gap while open_model runs in a thread: {worst_gap(job):.0f} ms")
     print(f"  the same with gc disabled during the job:     {worst_gap(without_gc):.0f} ms")
 
 
@@ -206,19 +206,19 @@ def gc_trace(count: int, freeze_after_load: bool) -> None:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
-    import gui.jobs
+    import core.tasks
     import gui.main_window
     from gui.app import configure_application
 
     if freeze_after_load:
-        original = gui.jobs.load_job
+        original = core.tasks.open_model
 
         def load_then_freeze(*args: Any, **kwargs: Any) -> Any:
             opened = yield from original(*args, **kwargs)
             gc.freeze()
             return opened
 
-        gui.main_window.load_job = load_then_freeze  # type: ignore[assignment]
+        core.tasks.open_model = load_then_freeze  # type: ignore[assignment]
 
     app = QApplication.instance() or QApplication([sys.argv[0]])
     configure_application(app)

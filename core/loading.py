@@ -69,7 +69,8 @@ class LoadedModel:
     @property
     def display_name(self) -> str:
         if self.demo is not None:
-            return f"demo ({DEMOS[self.demo].label.lower()})"
+            label = DEMOS[self.demo].label
+            return f"demo ({label[:1].lower()}{label[1:]})"
         return Path(self.source).name
 
     @property

@@ -139,7 +139,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="prune (or quantize) one layer at a time and measure",
     )
     s.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")
-    s.add_argument("--types", nargs="+", default=["Conv2d", "Linear"], metavar="TYPE")
+    s.add_argument(
+        "--types", nargs="+", metavar="TYPE", help="class names (default: every prunable layer)"
+    )
     s.add_argument(
         "--method",
         default="l1_unstructured",
@@ -172,7 +174,9 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")
-    p.add_argument("--types", nargs="+", default=["Linear", "Conv2d"], metavar="TYPE")
+    p.add_argument(
+        "--types", nargs="+", metavar="TYPE", help="class names (default: every layer with weights)"
+    )
     p.add_argument(
         "--max-drop", type=float, default=0.01, help="largest metric drop allowed (0.01)"
     )

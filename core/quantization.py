@@ -14,7 +14,7 @@ from torch import nn
 
 from core import compat
 from core.errors import RecipeError, UnsupportedError
-from core.inventory import quantization_of, select
+from core.inventory import PRUNABLE_TYPES, quantization_of, select
 from core.recipe import Quantize
 from core.schemes import SCHEMES
 
@@ -61,7 +61,9 @@ def select_rules(
     chosen: dict[str, Quantize | None] = {}
     for index, rule in enumerate(rules):
         where = "quantize" if len(rules) == 1 else f"quantize[{index}]"
-        names, misses = select(model, rule.layers, rule.types)
+        names, misses = select(
+            model, rule.layers, rule.types, predicate=None if rule.types else PRUNABLE_TYPES
+        )
         for field_name, value in misses:
             raise RecipeError(f"{source}: {where}.{field_name}: {value!r} matches no layer")
         for name in names:

@@ -130,7 +130,7 @@ class Quantize(_Strict):
     backend: Backend = DEFAULT_BACKEND
     granularity: Granularity = "per_channel"
     layers: list[str] = Field(default_factory=lambda: ["*"])
-    types: list[str] = Field(default_factory=lambda: ["Linear"])
+    types: list[str] | None = Field(default_factory=lambda: ["Linear"])  # null: any with weights
     # scheme: auto only
     max_drop: float | None = None
     metric: Literal["auto", "accuracy", "cosine_similarity"] | None = None
@@ -140,8 +140,8 @@ class Quantize(_Strict):
 
     @field_validator("layers", "types")
     @classmethod
-    def _patterns(cls, value: list[str]) -> list[str]:
-        return _check_patterns(value)
+    def _patterns(cls, value: list[str] | None) -> list[str] | None:
+        return None if value is None else _check_patterns(value)
 
     @field_validator("max_drop")
     @classmethod

@@ -299,13 +299,19 @@ class SavedFile(Protocol):
     sidecar: Path | None
 
 
-def round_trip_text(rt: dict[str, Any] | None) -> str:
-    """The round trip in words (the one wording the table, the window and the log use)."""
+def round_trip_parts(rt: dict[str, Any] | None) -> tuple[str, str]:
+    """('ok' | 'FAILED' | 'not checked' | 'not saved', the error and the reason)."""
     if not rt:
-        return "not saved"
+        return "not saved", ""
     state = {True: "ok", False: "FAILED", None: "not checked"}[rt.get("ok")]
     err = rt.get("max_abs_error")
-    detail = f" (max abs error {err:.3g})" if isinstance(err, float) else ""
+    details = [f"max abs error {err:.3g}"] if isinstance(err, float) else []
     if rt.get("reason"):
-        detail += f" ({rt['reason']})"
-    return state + detail
+        details.append(str(rt["reason"]))
+    return state, "; ".join(details)
+
+
+def round_trip_text(rt: dict[str, Any] | None) -> str:
+    """The round trip in words (the one wording the table, the window and the log use)."""
+    state, detail = round_trip_parts(rt)
+    return f"{state} ({detail})" if detail else state

@@ -46,7 +46,7 @@ SWEEP_METHODS = tuple(m.name for m in PRUNE_METHODS if m.sweepable)
 @dataclass
 class SweepSettings:
     layers: Sequence[str] = ("*",)
-    types: Sequence[str] | None = ("Conv2d", "Linear")
+    types: Sequence[str] | None = None  # None: every prunable layer
     method: str = "l1_unstructured"
     amounts: Sequence[float] = DEFAULT_AMOUNTS
     n: int | float | str = 2

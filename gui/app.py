@@ -43,7 +43,7 @@ def run_app(args: argparse.Namespace | Sequence[str]) -> int:
     app = QApplication.instance() or QApplication([sys.argv[0] if sys.argv else "secateur"])
     configure_application(app)
 
-    from gui.jobs import freeze_long_lived_objects
+    from core.tasks import freeze_long_lived_objects
     from gui.main_window import MainWindow
 
     window = MainWindow(options)
@@ -130,17 +130,26 @@ def start(window: object, options: Options, finish: object) -> None:
     assert isinstance(window, MainWindow)
 
     def after_load() -> None:
-        steps_ok = True
-        if options.data is not None:
-            steps_ok = window.open_eval_data(options.data) and steps_ok
-        if options.train_data is not None:
-            steps_ok = window.open_train_data(options.train_data) and steps_ok
+        # the data files load in the background, one after the other, then the rest
+        files = [
+            (window.open_eval_data, options.data),
+            (window.open_train_data, options.train_data),
+        ]
+        load_next([(open_file, path) for open_file, path in files if path is not None], True)
+
+    def load_next(files: list, steps_ok: bool) -> None:
+        if not steps_ok and options.scripted:
+            return  # the error has already asked to exit
+        if files:
+            (open_file, path), rest = files[0], files[1:]
+            open_file(path, lambda ok: load_next(rest, steps_ok and ok))
+            return
         if options.input_shape:
-            window.settings.shape_edit.setText(options.input_shape)
+            window.settings.set_input_shape(options.input_shape)
         if options.recipe is not None:
             steps_ok = window.load_recipe_file(options.recipe) and steps_ok
         if not steps_ok and options.scripted:
-            return  # show_error already asked to exit
+            return  # the error has already asked to exit
         if options.run:
             window.run_compression()
         elif options.screenshot or options.quit_after_run:

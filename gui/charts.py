@@ -7,8 +7,7 @@ it against the report).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -27,9 +26,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from gui import qt_fixes
-
-qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
+from core.report import Report
+from gui.report_rows import CHART_METRICS, SparsityRow, metric_ratios
 
 BEFORE_COLOR = QColor(150, 160, 175)
 AFTER_COLOR = QColor(33, 118, 204)
@@ -52,7 +50,9 @@ def elide_middle(text: str, width: int, metrics: QFontMetrics) -> str:
     return metrics.elidedText(text, Qt.TextElideMode.ElideMiddle, width)
 
 
-class _PercentAxis(pg.AxisItem):
+class PercentAxis(pg.AxisItem):
+    """An axis of fractions labelled as whole percentages (0.5 -> '50%')."""
+
     def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:
         return [f"{100 * v:.0f}%" for v in values]
 
@@ -77,7 +77,7 @@ def _legend_swatch(color: QColor, text: str, parent: QWidget) -> QWidget:
     return box
 
 
-class _ChartFrame(QWidget):
+class ChartFrame(QWidget):
     """A title row (title, legend, Save PNG button) above a pyqtgraph PlotWidget."""
 
     saveRequested = Signal()
@@ -142,19 +142,7 @@ class _ChartFrame(QWidget):
         return self.plot_widget.grab()
 
 
-@dataclass
-class SparsityRow:
-    """One layer in the sparsity chart."""
-
-    name: str
-    type: str
-    before: float
-    after: float | None
-    detail: str = ""
-    planned: float | None = None  # before a run: the amount the settings will prune
-
-
-class SparsityChart(_ChartFrame):
+class SparsityChart(ChartFrame):
     """Horizontal grouped bars: each layer's sparsity before (grey) and after (blue).
 
     Layer names read left of the bars; hovering a bar tells its numbers; clicking one emits
@@ -176,7 +164,7 @@ class SparsityChart(_ChartFrame):
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         widget, item = self._plot(
-            pg.AxisItem("left"), _PercentAxis("bottom"), text, (True, False, 0.25)
+            pg.AxisItem("left"), PercentAxis("bottom"), text, (True, False, 0.25)
         )
         self._axis_bottom.setLabel("zero weights", color=text.name())
         self._axis_left.setStyle(tickLength=0)
@@ -289,6 +277,14 @@ class SparsityChart(_ChartFrame):
             span = bottom - top
             view.setYRange(index - span / 2, index + span / 2, padding=0)
 
+    def highlighted(self) -> str | None:
+        """The layer marked as the tree's current one (None: none)."""
+        return self._highlighted
+
+    def rows(self) -> list[SparsityRow]:
+        """The rows drawn, top to bottom."""
+        return list(self._rows)
+
     def row_of(self, name: str | None) -> int | None:
         for i, row in enumerate(self._rows):
             if row.name == name:
@@ -341,41 +337,7 @@ class SparsityChart(_ChartFrame):
             self.layerClicked.emit(self._rows[index].name)
 
 
-@dataclass(frozen=True)
-class MetricSpec:
-    key: str
-    label: str
-    lower_is_better: bool
-
-
-METRICS = (
-    MetricSpec("state_dict_bytes", "Size", True),
-    MetricSpec("parameters", "Params", True),
-    MetricSpec("nonzero_parameters", "Non-zero", True),
-    MetricSpec("latency_ms", "Latency", True),
-    MetricSpec("accuracy", "Accuracy", False),
-    MetricSpec("cosine_similarity", "Fidelity", False),
-)
-
-
-def metric_ratios(report: Mapping[str, Any] | None) -> list[float | None]:
-    """after / before per METRICS entry (fidelity: the cosine similarity itself)."""
-    if not report:
-        return [None] * len(METRICS)
-    before, after = report.get("before", {}), report.get("after", {})
-    out: list[float | None] = []
-    for spec in METRICS:
-        if spec.key == "cosine_similarity":
-            value = (report.get("fidelity") or {}).get("cosine_similarity")
-            out.append(float(value) if isinstance(value, int | float) else None)
-            continue
-        b, a = before.get(spec.key), after.get(spec.key)
-        ok = isinstance(a, int | float) and isinstance(b, int | float) and b
-        out.append(float(a) / float(b) if ok else None)
-    return out
-
-
-class MetricsChart(_ChartFrame):
+class MetricsChart(ChartFrame):
     """Grouped bars of after/before per metric (before is 1 by definition)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
@@ -384,17 +346,17 @@ class MetricsChart(_ChartFrame):
             [(BEFORE_COLOR, "before"), (BETTER_COLOR, "better"), (WORSE_COLOR, "worse")],
             parent,
         )
-        self._ratios: list[float | None] = [None] * len(METRICS)
+        self._ratios: list[float | None] = [None] * len(CHART_METRICS)
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         widget, item = self._plot(
             _RatioAxis("left"), pg.AxisItem("bottom"), text, (False, True, 0.25)
         )
-        self._axis_bottom.setTicks([[(i, m.label) for i, m in enumerate(METRICS)], []])
+        self._axis_bottom.setTicks([[(i, m.label) for i, m in enumerate(CHART_METRICS)], []])
         self._axis_bottom.setStyle(tickLength=0)
         view = item.getViewBox()
         view.setMouseEnabled(x=False, y=False)
-        n = len(METRICS)
+        n = len(CHART_METRICS)
         x = np.arange(n, dtype=float)
         self._before = pg.BarGraphItem(
             x=x - 0.19, height=np.zeros(n), width=0.36, brush=BEFORE_COLOR, pen=None
@@ -417,15 +379,15 @@ class MetricsChart(_ChartFrame):
         view.setYRange(0, 1.25, padding=0)
         return widget
 
-    def set_report(self, report: Mapping[str, Any] | None) -> None:
+    def set_report(self, report: Report | None) -> None:
         ratios = metric_ratios(report)
         self._ratios = ratios
-        n = len(METRICS)
+        n = len(CHART_METRICS)
         has_run = report is not None
         # a bar taller than the cap is drawn up to it, its label says the real value
         heights = np.array([min(r, RATIO_CAP) if r is not None else 0.0 for r in ratios])
         brushes = []
-        for spec, ratio in zip(METRICS, ratios):
+        for spec, ratio in zip(CHART_METRICS, ratios):
             worse = ratio is not None and (
                 ratio > 1.0005 if spec.lower_is_better else ratio < 0.995
             )
@@ -451,7 +413,7 @@ class MetricsChart(_ChartFrame):
         return list(self._ratios)
 
 
-class LossChart(_ChartFrame):
+class LossChart(ChartFrame):
     """The fine-tune loss, one point per epoch as the epochs finish."""
 
     EMPTY = (

@@ -23,9 +23,6 @@ from PySide6.QtWidgets import (
 
 import core
 from core.errors import UserError, first_line
-from gui import qt_fixes
-
-qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 
 def error_box(parent: QWidget | None, exc: BaseException, trace: str = "") -> QMessageBox:

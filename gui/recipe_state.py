@@ -21,6 +21,7 @@ from torch import nn
 from core.inventory import PRUNABLE_TYPES, LayerInfo, select
 from core.pruning import plan_pruning
 from core.recipe import Finetune, PruneRule, Quantize, Recipe
+from gui import choices
 
 Amount = int | float
 
@@ -29,7 +30,7 @@ Amount = int | float
 class PruneSettings:
     """The pruning half of the settings panel."""
 
-    method: str = "l1_unstructured"
+    method: str = choices.DEFAULT_METHOD
     amount: Amount = 0.5
     n: int | float | str = 2
     dim: int = 0
@@ -37,7 +38,7 @@ class PruneSettings:
 
     @property
     def is_global(self) -> bool:
-        return self.method == "global_unstructured"
+        return self.method == choices.GLOBAL_METHOD
 
 
 @dataclass
@@ -93,9 +94,9 @@ def build_recipe(model: nn.Module, layers: Sequence[LayerInfo], state: WindowSta
     if state.checked:
         p = state.prune
         common: dict[str, Any] = {"method": p.method, "permanent": p.permanent}
-        if p.method == "ln_structured":
+        if choices.uses_norm(p.method):
             common["n"] = p.n
-        if p.method in ("ln_structured", "random_structured"):
+        if choices.is_structured(p.method):
             common["dim"] = p.dim
         pattern, types = _selection(model, list(layers), state.checked)
         base: dict[str, Any] = {"layers": pattern}
@@ -155,14 +156,14 @@ def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, li
     if isinstance(amount, int):  # the panel's amount is a fraction: counts go per layer
         fractions = [a for a in amounts if isinstance(a, float)]
         amount = fractions[0] if fractions else 0.5
-        if method == "global_unstructured":
+        if method == choices.GLOBAL_METHOD:
             warnings.append(
                 f"{recipe.source}: a global amount given as a count of weights cannot be "
                 f"shown; the window uses {amount:g} of all checked weights instead"
             )
     state.prune = PruneSettings(method, amount, n, dim, permanent)
     state.checked = list(plan)
-    if method != "global_unstructured":
+    if method != choices.GLOBAL_METHOD:
         state.overrides = {
             name: item.rule.amount for name, item in plan.items() if item.rule.amount != amount
         }

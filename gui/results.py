@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QColor, QPalette, QResizeEvent
+from PySide6.QtGui import QColor, QPalette, QResizeEvent, QTextDocumentFragment
 from PySide6.QtWidgets import (
     QAbstractItemView,
     QFrame,
@@ -21,69 +21,23 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from core.report import human_bytes
-from gui import qt_fixes
-
-qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
+from core.report import Report
+from gui.report_rows import CARDS, ROW_LABELS, CardValue, card_values, table_rows
 
 BETTER = "#2e8b57"
 WORSE = "#c8641e"
 
 
-def fmt_int(value: Any) -> str:
-    return f"{value:,}" if isinstance(value, int | float) else "\u2013"
-
-
-def fmt_bytes(value: Any) -> str:
-    return human_bytes(value) if isinstance(value, int | float) else "\u2013"
-
-
-def fmt_ms(value: Any) -> str:
-    return f"{value:.3f} ms" if isinstance(value, int | float) else "\u2013"
-
-
-def fmt_pct(value: Any) -> str:
-    return f"{100 * value:.2f}%" if isinstance(value, int | float) else "\u2013"
-
-
-def fmt_frac(value: Any) -> str:
-    return f"{value:.4f}" if isinstance(value, int | float) else "\u2013"
-
-
-def ratio_text(before: Any, after: Any) -> str:
-    if not isinstance(before, int | float) or not isinstance(after, int | float) or not before:
-        return "\u2013"
-    ratio = after / before
-    return f"{ratio:.3f}\u00d7 ({100 * (ratio - 1):+.1f}%)"
-
-
-def _is_better(before: Any, after: Any, lower_is_better: bool) -> bool | None:
-    if not isinstance(before, int | float) or not isinstance(after, int | float) or not before:
-        return None
-    if abs(after / before - 1) < 0.005:
-        return None
-    return (after < before) == lower_is_better
-
-
-# (label, section, key, formatter, lower is better)
-ROWS: tuple[tuple[str, str, str, Callable[[Any], str], bool], ...] = (
-    ("Parameters", "size", "parameters", fmt_int, True),
-    ("Non-zero parameters", "size", "nonzero_parameters", fmt_int, True),
-    ("State-dict size", "size", "state_dict_bytes", fmt_bytes, True),
-    ("Saved file size", "size", "file_bytes", fmt_bytes, True),
-    ("Latency (median)", "size", "latency_ms", fmt_ms, True),
-    ("Accuracy", "size", "accuracy", fmt_pct, False),
-    ("Cosine similarity", "fidelity", "cosine_similarity", fmt_frac, False),
-    ("Relative error", "fidelity", "relative_error", fmt_frac, True),
-    ("Top-1 agreement", "fidelity", "top1_agreement", fmt_pct, False),
-)
+def better_color(better: bool | None) -> str | None:
+    """The colour of an improvement, of a regression, or None for neither."""
+    return None if better is None else (BETTER if better else WORSE)
 
 
 class MetricsTable(QTableWidget):
     """The exact before/after values and ratios of the last run (a small fixed table)."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(len(ROWS) + 1, 4, parent)
+        super().__init__(len(ROW_LABELS) + 1, 4, parent)
         self.setHorizontalHeaderLabels(["Metric", "Before", "After", "After / before"])
         self.verticalHeader().setVisible(False)
         self.setEditTriggers(QAbstractItemView.EditTrigger.NoEditTriggers)
@@ -107,46 +61,21 @@ class MetricsTable(QTableWidget):
             item.setForeground(QColor(color))
         self.setItem(row, col, item)
 
-    def set_report(self, report: Mapping[str, Any] | None) -> None:
-        before = (report or {}).get("before", {})
-        after = (report or {}).get("after", {})
-        fidelity = (report or {}).get("fidelity") or {}
-        for r, (label, section, key, fmt, lower) in enumerate(ROWS):
-            if section == "fidelity":
-                b: Any = {"cosine_similarity": 1.0, "relative_error": 0.0, "top1_agreement": 1.0}[
-                    key
-                ]
-                a = fidelity.get(key)
-                b_text = fmt(b) if report and a is not None else "\u2013"
-                ratio = "\u2013"
-            else:
-                b = before.get("state_dict_bytes" if key == "file_bytes" else key)
-                a = after.get(key)
-                b_text = fmt(b)
-                ratio = ratio_text(b, a)
-            a_text = fmt(a)
-            if key == "file_bytes" and report and a is None:
-                a_text = "not saved"
-            better = _is_better(b, a, lower) if section != "fidelity" else None
-            color = None if better is None else (BETTER if better else WORSE)
-            self._cell(r, 0, label)
-            self._cell(r, 1, b_text)
-            self._cell(r, 2, a_text)
-            self._cell(r, 3, ratio, color)
-        rt = (report or {}).get("round_trip")
-        r = len(ROWS)
-        self._cell(r, 0, "Round trip (saved file)")
-        self._cell(r, 1, "")
-        if not rt:
-            self._cell(r, 2, "\u2013" if not report else "not saved")
-            self._cell(r, 3, "")
-        else:
-            ok = rt.get("ok")
-            err = rt.get("max_abs_error")
-            state = {True: "ok", False: "FAILED", None: "not checked"}[ok]
-            self._cell(r, 2, state, BETTER if ok else (WORSE if ok is False else None))
-            detail = f"max abs error {err:.3g}" if isinstance(err, float) else rt.get("reason", "")
-            self._cell(r, 3, detail or "")
+    def set_report(self, report: Report | None) -> None:
+        """Show a report's numbers (None: before any run, dashes)."""
+        for r, row in enumerate(table_rows(report)):
+            self._cell(r, 0, row.label)
+            self._cell(r, 1, row.before)
+            color = better_color(row.better)
+            self._cell(r, 2, row.after, color if row.marks_after else None)
+            self._cell(r, 3, row.ratio, None if row.marks_after else color)
+
+    def rows(self) -> list[tuple[str, str, str, str]]:
+        """The table's text, row by row: (metric, before, after, after / before)."""
+        return [
+            tuple(self.item(r, c).text() if self.item(r, c) else "" for c in range(4))  # type: ignore[misc]
+            for r in range(self.rowCount())
+        ]
 
 
 class NotesLabel(QLabel):
@@ -198,42 +127,34 @@ class _Card(QFrame):
         layout.addWidget(self.delta)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
 
-    def show_values(
-        self, before: Any, after: Any, fmt: Callable[[Any], str], lower: bool, has_run: bool
-    ) -> None:
-        if not has_run or after is None:
-            self.value.setText(fmt(before))
-            self.delta.setText("run to compare" if not has_run else "not measured")
+    def set_value(self, card: CardValue) -> None:
+        self.caption.setText(card.caption)
+        self.value.setText(card.value)
+        if card.ratio is None:
+            self.delta.setText(card.note)
             return
-        self.value.setText(f"{fmt(before)} \u2192 {fmt(after)}")
-        better = _is_better(before, after, lower)
-        color = {True: BETTER, False: WORSE, None: "palette(text)"}[better]
-        if isinstance(before, int | float) and isinstance(after, int | float) and before:
-            ratio = after / before
-            self.delta.setText(
-                f"<span style='color:{color}'>{ratio:.2f}\u00d7 ({100 * (ratio - 1):+.1f}%)</span>"
-            )
-        else:
-            self.delta.setText("")
+        color = better_color(card.better) or "palette(text)"
+        self.delta.setText(
+            f"<span style='color:{color}'>{card.ratio:.2f}\u00d7 "
+            f"({100 * (card.ratio - 1):+.1f}%)</span>"
+        )
+
+    def texts(self) -> tuple[str, str, str]:
+        """(caption, value, the line under it as plain text)."""
+        delta = QTextDocumentFragment.fromHtml(self.delta.text()).toPlainText()
+        return self.caption.text(), self.value.text(), delta
 
 
 class SummaryCards(QWidget):
     """Four headline numbers, visible whichever tab is open: one row when there is room,
     two by two when the column is narrow."""
 
-    SPEC = (
-        ("Model size (state dict)", "state_dict_bytes", fmt_bytes, True),
-        ("Non-zero parameters", "nonzero_parameters", fmt_int, True),
-        ("Latency (median)", "latency_ms", fmt_ms, True),
-        ("Accuracy", "accuracy", fmt_pct, False),
-    )
-
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._grid = QGridLayout(self)
         self._grid.setContentsMargins(0, 0, 0, 0)
         self._grid.setSpacing(6)
-        self.cards = [_Card(caption, self) for caption, *_ in self.SPEC]
+        self.cards = [_Card(spec.caption, self) for spec in CARDS]
         self._columns = 0
         self._arrange(2)
         self.show_report(None, None)
@@ -261,13 +182,13 @@ class SummaryCards(QWidget):
         self._arrange(4 if event.size().width() >= self._one_row_width() else 2)
         super().resizeEvent(event)
 
-    def show_report(
-        self, before: Mapping[str, Any] | None, report: Mapping[str, Any] | None
-    ) -> None:
+    def show_report(self, before: Mapping[str, Any] | None, report: Report | None) -> None:
         """``before``: the original's numbers (known at load); ``report``: the last run."""
-        b = (report or {}).get("before") or before or {}
-        a = (report or {}).get("after") or {}
-        for card, (_, key, fmt, lower) in zip(self.cards, self.SPEC):
-            card.show_values(b.get(key), a.get(key), fmt, lower, report is not None)
+        for card, value in zip(self.cards, card_values(before, report)):
+            card.set_value(value)
         if self.width() > 0:
             self._arrange(4 if self.width() >= self._one_row_width() else 2)
+
+    def texts(self) -> list[tuple[str, str, str]]:
+        """Each card's (caption, value, line under it), left to right."""
+        return [card.texts() for card in self.cards]

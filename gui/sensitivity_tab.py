@@ -36,10 +36,7 @@ from PySide6.QtWidgets import (
 
 from core.errors import RecipeError
 from core.sensitivity import DEFAULT_AMOUNTS
-from gui import qt_fixes
-from gui.charts import AFTER_COLOR, _ChartFrame, _PercentAxis
-
-qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
+from gui.charts import AFTER_COLOR, ChartFrame, PercentAxis
 
 # Tableau 10: distinguishable, colour-blind friendlier than the rainbow; beyond ten layers
 # the hues are spread evenly instead.
@@ -127,7 +124,7 @@ class _MetricAxis(pg.AxisItem):
         return super().tickStrings(values, scale, spacing)
 
 
-class SensitivityChart(_ChartFrame):
+class SensitivityChart(ChartFrame):
     """Metric vs amount, one curve per layer, a dashed baseline, automatic-amount markers."""
 
     layerClicked = Signal(str)
@@ -169,7 +166,7 @@ class SensitivityChart(_ChartFrame):
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         self._text_color = text
         widget, item = self._plot(
-            _MetricAxis("left"), _PercentAxis("bottom"), text, (True, True, 0.2), si_prefix=False
+            _MetricAxis("left"), PercentAxis("bottom"), text, (True, True, 0.2), si_prefix=False
         )
         self._axis_bottom.setLabel("weights pruned in the layer alone", color=text.name())
         self._axis_left.setLabel("metric", color=text.name())
@@ -285,6 +282,10 @@ class SensitivityChart(_ChartFrame):
         self.cached_badge.setVisible(cached)
         self.state_label.setText(note)
 
+    def set_state_tip(self, text: str) -> None:
+        """The tooltip of the note beside the title (the sweep's method and amounts)."""
+        self.state_label.setToolTip(text)
+
     def _restyle(self) -> None:
         """Colours by position, the highlighted curve thick, legend in arrival order."""
         names = list(self._rows)
@@ -366,6 +367,18 @@ class SensitivityChart(_ChartFrame):
     # ---------------------------------------------------------------- reading
     def names(self) -> list[str]:
         return list(self._rows)
+
+    def highlighted(self) -> str | None:
+        """The layer marked as the tree's current one (None: none)."""
+        return self._highlighted
+
+    def plot_items(self) -> dict[str, pg.PlotDataItem]:
+        """The curve item of every layer ever shown (reused by later sweeps)."""
+        return dict(self._curves)
+
+    def percent_axis(self) -> bool:
+        """Whether the metric axis reads in percent (accuracy) or plain numbers (cosine)."""
+        return self._axis_left.percent
 
     def values(self) -> dict[str, tuple[list[float], list[float]]]:
         """Per shown layer, (amounts, metrics) exactly as drawn."""

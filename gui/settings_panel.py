@@ -37,24 +37,19 @@ from PySide6.QtWidgets import (
 from core.data import parse_input_shape
 from core.errors import DataError, RecipeError
 from core.recipe import Finetune, Quantize, format_validation_error
-from gui import qt_fixes
+from gui import choices
+from gui.choices import (
+    BACKENDS,
+    FINETUNE_LOSSES,
+    GLOBAL_METHOD,
+    GRANULARITIES,
+    METHODS,
+    NORMS,
+    SCHEMES,
+    Choice,
+)
 from gui.recipe_state import PruneSettings
 
-qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
-
-METHODS = (
-    ("l1_unstructured", "L1 magnitude", "Zero the smallest weights of each layer"),
-    ("random_unstructured", "Random", "Zero randomly chosen weights (a baseline)"),
-    ("ln_structured", "Ln norm, channels", "Zero whole channels with the smallest Ln norm"),
-    ("random_structured", "Random, channels", "Zero randomly chosen whole channels"),
-)
-SCHEMES = (
-    ("int8_dynamic", "int8 dynamic", "int8 weights, activations quantized on the fly"),
-    ("int8_weight_only", "int8 weight-only", "int8 weights, float activations"),
-    ("fp16", "float16", "weights cast to half precision"),
-    ("bf16", "bfloat16", "weights cast to bfloat16"),
-)
-NORMS = ("1", "2", "inf", "-inf", "fro", "nuc")
 ERROR_STYLE = "QLineEdit { border: 1px solid #c0392b; border-radius: 2px; }"
 
 
@@ -62,15 +57,16 @@ def _patterns(text: str) -> list[str]:
     return [p for p in re.split(r"[,\s]+", text.strip()) if p]
 
 
-def _combo(items: tuple[tuple[str, ...], ...], parent: QWidget) -> QComboBox:
-    """A combo box of (value, label[, tooltip]) items that stays narrow."""
+def _combo(items: tuple[Choice, ...], parent: QWidget) -> QComboBox:
+    """A combo box of choices (label shown, value as its data, tip as tooltip) that stays
+    narrow."""
     box = QComboBox(parent)
     box.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
     box.setMinimumContentsLength(10)
-    for value, label, *tip in items:
-        box.addItem(label, value)
-        if tip:
-            box.setItemData(box.count() - 1, tip[0], Qt.ItemDataRole.ToolTipRole)
+    for item in items:
+        box.addItem(item.label, item.value)
+        if item.tip:
+            box.setItemData(box.count() - 1, item.tip, Qt.ItemDataRole.ToolTipRole)
     return box
 
 
@@ -130,6 +126,10 @@ class SettingsPanel(QWidget):
 
     changed = Signal()
     runRequested = Signal()
+    evalBrowseRequested = Signal()  # the evaluation data row's "..." button
+    evalClearRequested = Signal()
+    trainBrowseRequested = Signal()
+    trainClearRequested = Signal()
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -257,14 +257,7 @@ class SettingsPanel(QWidget):
         self.batch_spin = QSpinBox(box)
         self.batch_spin.setRange(1, 1_000_000)
         self.batch_spin.setValue(64)
-        self.loss_box = _combo(
-            (
-                ("auto", "auto", "cross-entropy when the data has labels, else distillation"),
-                ("cross_entropy", "cross-entropy", "train on the labels"),
-                ("distillation", "distillation", "match the original model's outputs"),
-            ),
-            box,
-        )
+        self.loss_box = _combo(FINETUNE_LOSSES, box)
         form = QFormLayout(box)
         form.addRow("Epochs:", self.epochs_spin)
         form.addRow("Learning rate:", self.lr_spin)
@@ -284,14 +277,12 @@ class SettingsPanel(QWidget):
         box.setCheckable(True)
         box.setChecked(False)
         self.scheme_box = _combo(SCHEMES, box)
-        self.backend_box = _combo((("torchao", "torchao"), ("legacy", "legacy torch.ao")), box)
+        self.backend_box = _combo(BACKENDS, box)
         self.backend_box.setToolTip(
             "torchao is the default; legacy torch.ao kernels are often faster on CPUs but "
             "deprecated upstream (int8 dynamic only)"
         )
-        self.granularity_box = _combo(
-            (("per_channel", "per channel"), ("per_tensor", "per tensor")), box
-        )
+        self.granularity_box = _combo(GRANULARITIES, box)
         self.quant_layers_edit = QLineEdit("*", box)
         self.quant_layers_edit.setToolTip("Glob patterns over layer names, comma-separated")
         self.quant_types_edit = QLineEdit("Linear", box)
@@ -304,6 +295,7 @@ class SettingsPanel(QWidget):
         form.addRow("Layers:", self.quant_layers_edit)
         form.addRow("Types:", self.quant_types_edit)
         form.addRow(self.quant_preview)
+        self._quant_form = form
         box.toggled.connect(self._emit_changed)
         self.scheme_box.currentIndexChanged.connect(self._on_scheme_changed)
         for signal in (
@@ -320,6 +312,10 @@ class SettingsPanel(QWidget):
         self.eval_row.setToolTip("Measured on, never trained on: accuracy, fidelity, latency")
         self.train_row = DataRow("none", box)
         self.train_row.setToolTip("Only the fine-tune step trains, and only on this data")
+        self.eval_row.browseRequested.connect(self.evalBrowseRequested)
+        self.eval_row.clearRequested.connect(self.evalClearRequested)
+        self.train_row.browseRequested.connect(self.trainBrowseRequested)
+        self.train_row.clearRequested.connect(self.trainClearRequested)
         self.shape_edit = QLineEdit(box)
         self.shape_edit.setPlaceholderText("e.g. 1x3x224x224")
         self.shape_edit.setToolTip(
@@ -356,12 +352,14 @@ class SettingsPanel(QWidget):
     def _on_method_changed(self, *args: Any) -> None:
         is_global = self.scope_global.isChecked()
         if is_global:
-            _select(self.method_box, "l1_unstructured")
+            _select(self.method_box, choices.DEFAULT_METHOD)
         self.method_box.setEnabled(not is_global)
         method = self.method_box.currentData()
-        structured = method in ("ln_structured", "random_structured") and not is_global
-        self._prune_form.setRowVisible(self.norm_box, method == "ln_structured" and not is_global)
-        self._prune_form.setRowVisible(self.dim_spin, structured)
+        norm = choices.uses_norm(method) and not is_global
+        self._prune_form.setRowVisible(self.norm_box, norm)
+        self._prune_form.setRowVisible(
+            self.dim_spin, choices.is_structured(method) and not is_global
+        )
         self.amount_hint.setText(
             "Global: one threshold over all checked layers; per-layer amounts do not apply."
             if is_global
@@ -371,11 +369,15 @@ class SettingsPanel(QWidget):
 
     @Slot()
     def _on_scheme_changed(self, *args: Any) -> None:
-        scheme = self.scheme_box.currentData()
-        if scheme != "int8_dynamic":
-            _select(self.backend_box, "torchao")
-        self.backend_box.setEnabled(scheme == "int8_dynamic")
-        self.granularity_box.setEnabled(scheme in ("int8_dynamic", "int8_weight_only"))
+        entry = choices.scheme(self.scheme_box.currentData())
+        # A cast (fp16, bf16) has no backend: its row is hidden and the recipe's default kept.
+        backends = entry.backends if entry is not None and entry.backends else ()
+        if self.backend_box.currentData() not in (backends or (BACKENDS[0].value,)):
+            _select(self.backend_box, (backends or (BACKENDS[0].value,))[0])
+        self.backend_box.setEnabled(len(backends) > 1)
+        self._quant_form.setRowVisible(self.backend_box, bool(backends))
+        self.granularity_box.setEnabled(entry is not None and entry.granular)
+        self._quant_form.setRowVisible(self.granularity_box, entry is None or entry.granular)
         self._emit_changed()
 
     @Slot(str)
@@ -400,7 +402,7 @@ class SettingsPanel(QWidget):
         if isinstance(norm, str) and norm.lstrip("-").isdigit():
             norm = int(norm)
         return PruneSettings(
-            method="global_unstructured" if is_global else self.method_box.currentData(),
+            method=GLOBAL_METHOD if is_global else self.method_box.currentData(),
             amount=round(self.amount_spin.value() / 100, 4),
             n=norm,
             dim=self.dim_spin.value(),
@@ -432,6 +434,18 @@ class SettingsPanel(QWidget):
         except ValidationError as exc:
             raise RecipeError(f"settings: quantize.{format_validation_error(exc)}") from None
 
+    def scheme(self) -> str:
+        """The chosen quantization scheme, whether quantization is on or not (the
+        sensitivity sweep's "Also quantize alone" uses it)."""
+        return str(self.scheme_box.currentData())
+
+    def quantize_enabled(self) -> bool:
+        return self.quant_box.isChecked()
+
+    def set_input_shape(self, text: str) -> None:
+        """The input shape field ('1x3x224x224'; empty: none)."""
+        self.shape_edit.setText(text)
+
     def input_shape(self) -> tuple[int, ...] | None:
         text = self.shape_edit.text().strip()
         return parse_input_shape(text) if text else None
@@ -439,7 +453,7 @@ class SettingsPanel(QWidget):
     def set_prune_settings(self, prune: PruneSettings) -> None:
         self._updating = True
         try:
-            is_global = prune.method == "global_unstructured"
+            is_global = prune.method == GLOBAL_METHOD
             (self.scope_global if is_global else self.scope_layer).setChecked(True)
             if not is_global:
                 _select(self.method_box, prune.method)
@@ -486,6 +500,18 @@ class SettingsPanel(QWidget):
 
     def set_recipe_summary(self, html_text: str) -> None:
         self.recipe_label.setText(html_text)
+
+    def set_eval_file(self, name: str, tooltip: str) -> None:
+        """The evaluation data row: the file's name ('' for none) and its details."""
+        self.eval_row.set_file(name, tooltip)
+
+    def set_train_file(self, name: str, tooltip: str) -> None:
+        """The training data row: the file's name ('' for none) and its details."""
+        self.train_row.set_file(name, tooltip)
+
+    def data_file_names(self) -> tuple[str, str]:
+        """The file names the evaluation and training data rows show ('' for none)."""
+        return self.eval_row.edit.text(), self.train_row.edit.text()
 
     def set_data_info(self, text: str) -> None:
         self.data_info.setText(text)

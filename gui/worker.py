@@ -8,6 +8,11 @@ back on the GUI thread:
                                                | cancelled(name)
                                                | failed(name, exc, traceback)
 
+Each job is started with its own callbacks (``on_progress``, ``on_losses``, ``on_finished``,
+``on_cancelled``, ``on_failed``), called right after the matching signal, so whoever starts a
+job handles its outcome and nothing dispatches on job names; the signals are for observers
+(tests, benchmarks) that watch every job.
+
 Progress is coalesced: the worker keeps only the latest event and posts at most one
 notification at a time, so a model with ten thousand layers cannot flood the event loop, and
 the GUI is only told when what it shows (the step or the message) changes. Partial results
@@ -36,12 +41,24 @@ from PySide6.QtCore import (
 )
 
 from core.errors import Cancelled
-from gui import qt_fixes
-
-qt_fixes.install()  # before any signal is emitted: see gui/qt_fixes.py
 
 JobFactory = Callable[[Callable[[], bool]], Generator[Any, None, Any]]
 """Called on the worker thread with ``should_stop``; returns the job's generator."""
+
+
+def _ignore(*args: Any) -> None:
+    """The callback of an outcome nobody asked to hear about."""
+
+
+@dataclass(frozen=True)
+class Callbacks:
+    """What one job's starter wants to hear, all called on the GUI thread."""
+
+    on_progress: Callable[[Any, list[dict[str, Any]]], None] = _ignore  # event, layer rows
+    on_losses: Callable[[list[float]], None] = _ignore  # fine-tune epochs done
+    on_finished: Callable[[Any], None] = _ignore  # the result
+    on_cancelled: Callable[[], None] = _ignore
+    on_failed: Callable[[BaseException, str], None] = _ignore  # exception, traceback
 
 
 @dataclass
@@ -67,9 +84,10 @@ class _Mailbox:
 class _Job:
     """One job: its generator factory, its stop flag, its progress mailbox, its outcome."""
 
-    def __init__(self, name: str, factory: JobFactory) -> None:
+    def __init__(self, name: str, factory: JobFactory, callbacks: Callbacks | None = None) -> None:
         self.name = name
         self.factory = factory
+        self.callbacks = callbacks or Callbacks()
         self.stop = threading.Event()
         self.mailbox = _Mailbox()
         self.outcome = _Outcome()
@@ -92,7 +110,7 @@ class _Worker(QObject):
     @Slot(object)
     def run_job(self, job: _Job) -> None:
         try:
-            gen = job.factory(job.stop.is_set)
+            gen = job.factory(should_stop=job.stop.is_set)
             while True:
                 try:
                     event = next(gen)
@@ -154,7 +172,7 @@ class JobRunner(QObject):
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._job: _Job | None = None
-        self._queued: tuple[str, JobFactory] | None = None
+        self._queued: _Job | None = None
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
 
@@ -176,21 +194,32 @@ class JobRunner(QObject):
     def busy(self) -> bool:
         return self._job is not None
 
-    @property
-    def job_name(self) -> str | None:
-        return self._job.name if self._job is not None else None
+    def start(
+        self,
+        name: str,
+        factory: JobFactory,
+        *,
+        on_progress: Callable[[Any, list[dict[str, Any]]], None] = _ignore,
+        on_losses: Callable[[list[float]], None] = _ignore,
+        on_finished: Callable[[Any], None] = _ignore,
+        on_cancelled: Callable[[], None] = _ignore,
+        on_failed: Callable[[BaseException, str], None] = _ignore,
+    ) -> None:
+        """Run ``factory``'s generator, reporting to these callbacks; a running job is
+        cancelled first. ``name`` is for people (logs, the signals), never dispatched on."""
+        callbacks = Callbacks(on_progress, on_losses, on_finished, on_cancelled, on_failed)
+        self._begin(_Job(name, factory, callbacks))
 
-    def start(self, name: str, factory: JobFactory) -> None:
-        """Run ``factory``'s generator; a running job is cancelled first."""
+    def _begin(self, job: _Job) -> None:
         if self._job is not None:
-            self._queued = (name, factory)
+            self._queued = job
             self._job.stop.set()
             return
         self._ensure_thread()
-        self._job = _Job(name, factory)
+        self._job = job
         self.busyChanged.emit(True)
-        self.started.emit(name)
-        self._submit.emit(self._job)
+        self.started.emit(job.name)
+        self._submit.emit(job)
 
     def prepare(self, factory: JobFactory) -> None:
         """Run a quiet background job (a warm-up) on the worker thread: no signals, not
@@ -230,8 +259,10 @@ class JobRunner(QObject):
         event, layers, losses = job.take()
         if losses:
             self.losses.emit(losses)
+            job.callbacks.on_losses(losses)
         if event is not None or layers:
             self.progress.emit(event, layers)
+            job.callbacks.on_progress(event, layers)
 
     @Slot(object)
     def _on_job_done(self, job: _Job) -> None:
@@ -241,13 +272,18 @@ class JobRunner(QObject):
         self._job = None
         outcome = job.outcome
         queued, self._queued = self._queued, None
+        done = job.callbacks
         if outcome.kind == "finished":
             self.finished.emit(job.name, outcome.result)
+            done.on_finished(outcome.result)
         elif outcome.kind == "cancelled":
             self.cancelled.emit(job.name)
+            done.on_cancelled()
         else:
+            assert outcome.error is not None
             self.failed.emit(job.name, outcome.error, outcome.trace)
+            done.on_failed(outcome.error, outcome.trace)
         if queued is not None and self._job is None:
-            self.start(*queued)
+            self._begin(queued)
         elif self._job is None:
             self.busyChanged.emit(False)

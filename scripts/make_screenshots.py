@@ -81,10 +81,10 @@ def in_process_views(config_home: str) -> list[Path]:
     written = []
 
     # per-layer amounts: fc1 (most of the weights) pruned harder, the convolutions lighter
-    model = window.tree.model
-    model.set_override("fc1", 0.8)
-    model.set_override("conv1", 0.2)
-    model.set_override("conv2", 0.3)
+    selection = window.session.selection
+    selection.set_override("fc1", 0.8)
+    selection.set_override("conv1", 0.2)
+    selection.set_override("conv2", 0.3)
     window.run_compression()
     wait_for(window.runFinished)
     window.tree.select_layer("fc1")
@@ -93,7 +93,7 @@ def in_process_views(config_home: str) -> list[Path]:
     window.screenshot(target)
     written.append(target)
 
-    window.tabs.setCurrentIndex(1)
+    window.results.tabs.setCurrentIndex(1)
     settle()
     target = OUT / "metrics.png"
     window.screenshot(target)
@@ -111,7 +111,7 @@ def in_process_views(config_home: str) -> list[Path]:
     window.splitter.setSizes([660, 640, 300])
     window.run_sensitivity()
     wait_for(window.sweepFinished)
-    window.sensitivity_panel.set_target(80)
+    window.results.sensitivity_panel.set_target(80)
     window.tree.select_layer("conv1")  # the fragile layer, highlighted
     settle()
     target = OUT / "sensitivity.png"

@@ -23,7 +23,7 @@ from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from core.demo import build_model
 from gui import dialogs, prefs
-from gui.main_window import SAVE_FILTERS
+from gui.choices import SAVE_FILTERS
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -94,8 +94,8 @@ def demo_run_completes(qtbot, window) -> None:
     open_demo(qtbot, window)
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT) as blocker:
         window.run_compression()
-    assert blocker.args[0].report.to_dict()["layers"]
-    assert window.result is blocker.args[0]
+    assert blocker.args[0].report.layers
+    assert window.session.result is blocker.args[0]
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -128,10 +128,11 @@ def feed(case: Case, window, boxes: list, qtbot, monkeypatch, tmp_path: Path) ->
         wait_idle(qtbot, window)
     elif case.kind == "recipe":
         open_file_dialog(monkeypatch, files["recipe"])
-        window.load_recipe_dialog()
+        window.action("load_recipe").trigger()
     else:
         open_file_dialog(monkeypatch, files["data"])
-        window.open_eval_data_dialog()
+        window.action("open_data").trigger()
+        wait_idle(qtbot, window)  # the file is read in the background
         if len(boxes) == start:  # read fine: the run finds the problem
             window.run_compression()
             wait_idle(qtbot, window)
@@ -145,7 +146,7 @@ def test_bad_model_file_is_a_message_box(
 ):
     answers.reply = "no"
     new = feed(case, window, answers.boxes, qtbot, monkeypatch, tmp_path)
-    assert window.loaded is None and not window.jobs.busy
+    assert window.session.loaded is None and not window.jobs.busy
     if case.id in ASKS_TRUST:  # asked for consent, answered no: nothing else happens
         assert len(new) == 1 and ASKS_TRUST[case.id] in new[0][1], new
         assert "(not trusted)" in window.step_label.text()
@@ -183,8 +184,8 @@ def test_bad_data_is_a_message_box(case, qtbot, demo_window, message_boxes, monk
     icon, text, _, details = new[0]
     assert case.expected in text, text
     assert icon == QMessageBox.Icon.Warning and "\n" not in text and not details
-    assert window.result is None and not window.jobs.busy
-    assert window.act_run.isEnabled()
+    assert window.session.result is None and not window.jobs.busy
+    assert window.action("run").isEnabled()
 
 
 @pytest.mark.parametrize(
@@ -226,7 +227,7 @@ def test_unreadable_model_file_is_a_message_box(qtbot, window, answers, monkeypa
     window.open_model(path)
     wait_idle(qtbot, window)
     assert any("locked.pt: permission denied" in box[1] for box in answers.boxes), answers.boxes
-    assert answers.boxes[-1][0] == QMessageBox.Icon.Warning and window.loaded is None
+    assert answers.boxes[-1][0] == QMessageBox.Icon.Warning and window.session.loaded is None
 
 
 # ----------------------------------------------------------------- untrusted pickles
@@ -253,7 +254,7 @@ def test_untrusted_pickle_runs_only_with_consent(style, qtbot, window, answers, 
     assert [box[1] for box in answers.boxes] == [
         "evil.pt is a full pickled model. Opening it can run any code it contains."
     ]
-    assert window.loaded is None
+    assert window.session.loaded is None
     # the same again (a second attempt, from the recent-files menu or a drop): still asked
     window.open_dropped(evil)
     wait_idle(qtbot, window)
@@ -266,7 +267,7 @@ def test_untrusted_pickle_runs_only_with_consent(style, qtbot, window, answers, 
     assert marker.exists()
     icon, text, _, _ = answers.boxes[-1]
     assert text.startswith("evil.pt: ") and icon == QMessageBox.Icon.Warning, text
-    assert window.loaded is None
+    assert window.session.loaded is None
 
 
 # --------------------------------------------------------------------- cancellation
@@ -312,51 +313,51 @@ STAGES = {
 def test_cancel_at_each_stage_changes_nothing(
     stage, qtbot, demo_window, message_boxes, monkeypatch, tmp_path
 ):
-    import gui.main_window as main_window
+    from core import tasks
 
     window = demo_window
     monkeypatch.chdir(tmp_path)
-    model = window.loaded.model
+    model = window.session.loaded.model
     before = snapshot(model)
-    job, state = paused_after(main_window.compress_job, STAGES[stage])
-    monkeypatch.setattr(main_window, "compress_job", job)
+    job, state = paused_after(tasks.compress_model, STAGES[stage])
+    monkeypatch.setattr(tasks, "compress_model", job)
     slot = press_cancel_on(window, state, STAGES[stage])
     with qtbot.waitSignal(window.runCancelled, timeout=TIMEOUT):
         window.run_compression()
     window.jobs.progress.disconnect(slot)
     assert state.hit is not None and STAGES[stage](state.hit)
-    assert window.result is None and not window.isWindowModified()
+    assert window.session.result is None and not window.isWindowModified()
     assert "Cancelled" in window.step_label.text()
-    assert window.loaded.model is model
+    assert window.session.loaded.model is model
     assert_bit_identical(model, before)
     assert files_under(tmp_path) == set()  # nothing written
     assert message_boxes == []
     # the next run works, and leaves the original as it was too
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT) as blocker:
         window.run_compression()
-    assert blocker.args[0].report.to_dict()["layers"]
+    assert blocker.args[0].report.layers
     assert_bit_identical(model, before)
 
 
 def test_cancel_while_opening_a_model_keeps_the_open_one(
     qtbot, demo_window, message_boxes, monkeypatch, tmp_path
 ):
-    import gui.main_window as main_window
+    from core import tasks
 
     window = demo_window
-    loaded = window.loaded
+    loaded = window.session.loaded
     before = snapshot(loaded.model)
     path = tmp_path / "other.pt"
     torch.save(build_model().state_dict(), path)
     is_load = lambda e: e.stage == "load"  # noqa: E731
-    job, state = paused_after(main_window.load_job, is_load)
-    monkeypatch.setattr(main_window, "load_job", job)
+    job, state = paused_after(tasks.open_model, is_load)
+    monkeypatch.setattr(tasks, "open_model", job)
     slot = press_cancel_on(window, state, is_load)
     window.open_model(path, arch="core.demo:build_model")
     wait_idle(qtbot, window)
     window.jobs.progress.disconnect(slot)
     assert state.hit is not None
-    assert window.loaded is loaded and window.loaded.format == "demo"
+    assert window.session.loaded is loaded and window.session.loaded.format == "demo"
     assert "other.pt" not in window.windowTitle()
     assert_bit_identical(loaded.model, before)
     assert message_boxes == [] and files_under(tmp_path) == {path}
@@ -369,38 +370,38 @@ def test_cancel_while_opening_a_model_keeps_the_open_one(
 def test_cancel_during_a_save_writes_nothing(
     qtbot, demo_window, message_boxes, monkeypatch, tmp_path
 ):
-    import gui.main_window as main_window
+    from core import tasks
 
     window = demo_window
-    model = window.loaded.model
+    model = window.session.loaded.model
     before = snapshot(model)
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT):
         window.run_compression()
-    result = window.result
+    result = window.session.result
     out = tmp_path / "out"
     out.mkdir()
     target = out / "small.pt"
     is_save = lambda e: e.stage == "save"  # noqa: E731
-    job, state = paused_after(main_window.save_job, is_save)
-    monkeypatch.setattr(main_window, "save_job", job)
+    job, state = paused_after(tasks.save_result, is_save)
+    monkeypatch.setattr(tasks, "save_result", job)
     slot = press_cancel_on(window, state, is_save)
     saved: list[Any] = []
     window.saved.connect(saved.append)
-    window.save_model(target, "state_dict")
+    window.saves.save(target, "state_dict")
     wait_idle(qtbot, window)
     window.jobs.progress.disconnect(slot)
     assert state.hit is not None, "the save never reported progress"
     assert files_under(out) == set(), "a cancelled save wrote " + ", ".join(
         p.name for p in files_under(out)
     )
-    assert saved == [] and window.save_outcome is None
+    assert saved == [] and window.session.save_outcome is None
     assert window.isWindowModified()  # the result is still unsaved
-    assert window.result is result
+    assert window.session.result is result
     assert_bit_identical(model, before)
     monkeypatch.undo()
     # the next save and the next run work
     with qtbot.waitSignal(window.saved, timeout=TIMEOUT) as blocker:
-        window.save_model(target, "state_dict")
+        window.saves.save(target, "state_dict")
     assert blocker.args[0].path == target and target.exists()
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT):
         window.run_compression()
@@ -416,7 +417,7 @@ def opened_state_dict(qtbot, window, tmp_path):
     prefs.remember_arch(path, "core.demo:build_model")
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT):
         window.open_model(path)
-    window.settings.shape_edit.setText("1x1x8x8")
+    window.settings.set_input_shape("1x1x8x8")
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT):
         window.run_compression()
     return path
@@ -435,11 +436,11 @@ def test_overwriting_the_opened_model_is_refused_without_confirmation(
         staticmethod(lambda *a, **k: (typed_path, SAVE_FILTERS["state_dict"])),
     )
     answers.reply = "no"
-    window.save_model_dialog()
+    window.saves.save_dialog()
     wait_idle(qtbot, window)
     assert answers.boxes, "the window neither asked nor said why it did not save"
     assert path.read_bytes() == original
-    assert window.save_outcome is None and window.isWindowModified()
+    assert window.session.save_outcome is None and window.isWindowModified()
     assert files_under(path.parent) == {path}
 
 
@@ -457,18 +458,18 @@ def test_overwriting_the_opened_model_works_when_confirmed(
         staticmethod(lambda *a, **k: (typed_path, SAVE_FILTERS["state_dict"])),
     )
     answers.reply = "yes"
-    window.save_model_dialog()
+    window.saves.save_dialog()
     wait_idle(qtbot, window)
     texts = [box[1] for box in answers.boxes]
-    assert window.save_outcome is not None, f"not saved after confirming; boxes: {texts}"
-    assert window.save_outcome.path == path and path.read_bytes() != original
-    assert window.save_outcome.round_trip["ok"] is True
+    assert window.session.save_outcome is not None, f"not saved after confirming; boxes: {texts}"
+    assert window.session.save_outcome.path == path and path.read_bytes() != original
+    assert window.session.save_outcome.round_trip["ok"] is True
 
 
 # ------------------------------------------------------------------------ long session
 def test_a_long_session_leaks_no_threads_or_timers(qtbot, demo_window, message_boxes):
     window = demo_window
-    model = window.loaded.model
+    model = window.session.loaded.model
     before = snapshot(model)
     # Two warm-up runs: Qt creates some objects lazily on a second result (the notes box's
     # QTextDocument keeps one QTextList once it has been re-set), which is not a leak.
@@ -514,7 +515,7 @@ def test_a_job_that_will_not_fit_in_memory_is_warned_about(
     recipe = window.current_recipe()
     tiny = SimpleNamespace(available=1024, total=2048)
     monkeypatch.setattr(core.memory.psutil, "virtual_memory", lambda: tiny)
-    expected = core.memory.estimate(window.loaded.model, recipe).warning()
+    expected = core.memory.estimate(window.session.loaded.model, recipe).warning()
     assert expected and "GiB is available" in expected
     answers.reply = "no"
     started: list[str] = []

@@ -20,8 +20,8 @@ def shown(window) -> dict:
     """Everything the tree and the panel show that goes into a recipe."""
     s = window.settings
     return {
-        "checked": window.tree.model.checked_names(),
-        "overrides": window.tree.model.overrides(),
+        "checked": window.session.selection.checked_names(),
+        "overrides": window.session.selection.overrides(),
         "global": s.scope_global.isChecked(),
         "method": s.method_box.currentData(),
         "amount": s.amount_spin.value(),
@@ -43,14 +43,14 @@ def shown(window) -> dict:
 
 def set_up_a_rich_recipe(window) -> None:
     s = window.settings
-    model = window.tree.model
+    selection = window.session.selection
     s.method_box.setCurrentIndex(s.method_box.findData("ln_structured"))
     s.amount_spin.setValue(40.0)
     s.norm_box.setCurrentText("1")
     s.keep_masks.setChecked(True)
-    model.set_checked_names(["conv2", "fc1", "fc2"])
-    model.set_override("fc1", 0.7)
-    model.set_override("fc2", 0.25)
+    selection.set_checked_names(["conv2", "fc1", "fc2"])
+    selection.set_override("fc1", 0.7)
+    selection.set_override("fc2", 0.25)
     s.finetune_box.setChecked(True)
     s.epochs_spin.setValue(2)
     s.lr_spin.setValue(0.0005)
@@ -64,7 +64,7 @@ def save_recipe_via_dialog(window, monkeypatch, path) -> None:
     monkeypatch.setattr(
         QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (str(path), ""))
     )
-    window.save_recipe_dialog()
+    window.action("save_recipe").trigger()
 
 
 def test_recipe_round_trip_through_a_file(qtbot, demo_window, monkeypatch, tmp_path):
@@ -83,7 +83,7 @@ def test_recipe_round_trip_through_a_file(qtbot, demo_window, monkeypatch, tmp_p
     monkeypatch.setattr(
         QFileDialog, "getOpenFileName", staticmethod(lambda *a, **k: (str(path), ""))
     )
-    window.load_recipe_dialog()
+    window.action("load_recipe").trigger()
     assert shown(window) == before
     assert window.current_recipe().to_dict() == recipe.to_dict()
 
@@ -95,7 +95,7 @@ def test_global_method_round_trip(demo_window):
     recipe = window.current_recipe()
     assert [r.method for r in recipe.prune] == ["global_unstructured"]
     assert recipe.prune[0].layers == ["*"] and recipe.prune[0].types == ["Conv2d", "Linear"]
-    state, warnings = state_from_recipe(window.loaded.model, recipe)
+    state, warnings = state_from_recipe(window.session.loaded.model, recipe)
     assert not warnings and state.prune.is_global and state.prune.amount == 0.6
 
 
@@ -109,8 +109,8 @@ def test_recipe_patterns_set_the_tree(demo_window):
         "patterns.yaml",
     )
     assert window.apply_recipe(recipe)
-    assert window.tree.model.checked_names() == ["fc1", "fc2"]
-    assert window.tree.model.overrides() == {"fc1": 0.9}
+    assert window.session.selection.checked_names() == ["fc1", "fc2"]
+    assert window.session.selection.overrides() == {"fc1": 0.9}
     assert window.settings.amount_spin.value() == pytest.approx(30.0)
     assert not window.settings.quant_box.isChecked()
     assert window.current_recipe().to_dict() == {
@@ -145,15 +145,15 @@ def test_a_recipe_the_window_cannot_show_warns(demo_window, message_boxes):
     )
     assert demo_window.apply_recipe(recipe)
     assert any("several pruning settings" in text for text in message_boxes.texts())
-    assert demo_window.tree.model.checked_names() == ["conv1", "fc1", "fc2"]
+    assert demo_window.session.selection.checked_names() == ["conv1", "fc1", "fc2"]
 
 
 def test_window_and_command_line_give_the_same_result(qtbot, demo_window, monkeypatch, tmp_path):
     window = demo_window
-    window.tree.model.set_override("fc1", 0.8)
-    window.tree.model.set_checked("conv1", False)
-    window.set_eval_data(None, None)
-    window.settings.shape_edit.clear()
+    window.session.selection.set_override("fc1", 0.8)
+    window.session.selection.set_checked("conv1", False)
+    window.session.set_eval_data(None, None)
+    window.settings.set_input_shape("")
     recipe_path = tmp_path / "from-window.yaml"
     save_recipe_via_dialog(window, monkeypatch, recipe_path)
     with qtbot.waitSignal(window.runFinished, timeout=RUN_TIMEOUT) as blocker:
@@ -190,7 +190,7 @@ def test_names_with_glob_characters_are_escaped():
 
 def test_build_recipe_prefers_types_then_names(demo_window):
     window = demo_window
-    model, layers = window.loaded.model, window.layers
+    model, layers = window.session.loaded.model, window.session.layers
     state = WindowState(checked=["conv1", "conv2"])
     assert build_recipe(model, layers, state).prune[0].types == ["Conv2d"]
     state = WindowState(checked=["conv1", "fc2"])
@@ -203,7 +203,7 @@ def test_counts_become_per_layer_amounts(demo_window):
         "version: 1\nprune:\n  - {layers: [fc1, fc2], amount: 100}\n", "counts.yaml"
     )
     assert demo_window.apply_recipe(recipe)
-    assert demo_window.tree.model.overrides() == {"fc1": 100, "fc2": 100}
+    assert demo_window.session.selection.overrides() == {"fc1": 100, "fc2": 100}
     rebuilt = demo_window.current_recipe()
     plan = {r.amount for r in rebuilt.prune[1:]}
     assert plan == {100} and rebuilt.prune[-1].layers == ["fc1", "fc2"]

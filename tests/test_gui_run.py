@@ -16,9 +16,9 @@ from core.demos import DEMO_RECIPE_PATH
 from core.loading import load_model
 from core.recipe import parse_recipe
 from gui import dialogs, prefs
-from gui.charts import metric_ratios
-from gui.layer_tree import Col
-from gui.main_window import SAVE_FILTERS
+from gui.choices import SAVE_FILTERS
+from gui.layer_tree_model import Col
+from gui.report_rows import metric_ratios
 
 RUN_TIMEOUT = 60_000
 
@@ -31,8 +31,8 @@ def run_and_wait(qtbot, window):
 
 def without_measurements(window) -> None:
     """No data and no input shape: the run measures sizes and sparsity only (fast)."""
-    window.set_eval_data(None, None)
-    window.settings.shape_edit.clear()
+    window.session.set_eval_data(None, None)
+    window.settings.set_input_shape("")
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -45,36 +45,36 @@ def test_demo_run_shows_the_report(qtbot, demo_window):
     assert not window.isWindowModified()
     result = run_and_wait(qtbot, window)
     report = result.report.to_dict()
-    names, before, after = window.sparsity_chart.values()
+    names, before, after = window.results.sparsity_chart.values()
     assert names == [row["name"] for row in report["layers"]]
     assert before == pytest.approx([row["sparsity_before"] for row in report["layers"]])
     assert after == pytest.approx([row["sparsity_after"] for row in report["layers"]])
     assert after[names.index("fc1")] == pytest.approx(0.5, abs=0.01)
-    assert window.metrics_chart.values() == metric_ratios(report)
+    assert window.results.metrics_chart.values() == metric_ratios(result.report)
     assert (
         window.tree.model.after_sparsity("fc1")
         == report["layers"][names.index("fc1")]["sparsity_after"]
     )
-    assert window.metrics_table.item(0, 0).text() == "Parameters"
+    assert window.results.metrics_table.item(0, 0).text() == "Parameters"
     assert window.isWindowModified()
-    assert window.act_save.isEnabled() and window.act_run.isEnabled()
-    assert not window.act_cancel.isEnabled()
+    assert window.action("save").isEnabled() and window.action("run").isEnabled()
+    assert not window.action("cancel").isEnabled()
 
 
 def test_tree_selection_and_chart_clicks_follow_each_other(qtbot, demo_window):
     window = demo_window
     window.tree.select_layer("fc2")
-    assert window.sparsity_chart._highlighted == "fc2"
-    window.sparsity_chart.layerClicked.emit("conv1")
+    assert window.results.sparsity_chart.highlighted() == "fc2"
+    window.results.sparsity_chart.layerClicked.emit("conv1")
     assert window.tree.current_layer() == "conv1"
-    assert window.sparsity_chart._highlighted == "conv1"
-    index = window.sparsity_chart.row_of("conv1")
-    assert "conv1 (Conv2d)" in window.sparsity_chart.tooltip_for(index)
+    assert window.results.sparsity_chart.highlighted() == "conv1"
+    index = window.results.sparsity_chart.row_of("conv1")
+    assert "conv1 (Conv2d)" in window.results.sparsity_chart.tooltip_for(index)
 
 
 def test_cancel_leaves_the_model_untouched_and_a_second_run_works(qtbot, demo_window):
     window = demo_window
-    original = snapshot(window.loaded.model)
+    original = snapshot(window.session.loaded.model)
     # a long fine-tune so that the cancel lands mid-run
     window.settings.finetune_box.setChecked(True)
     window.settings.epochs_spin.setValue(500)
@@ -90,18 +90,18 @@ def test_cancel_leaves_the_model_untouched_and_a_second_run_works(qtbot, demo_wi
         window.run_compression()
     window.jobs.progress.disconnect(cancel_once)
     assert cancelled_during == ["finetune"]
-    assert window.result is None
+    assert window.session.result is None
     assert window.tree.model.after_sparsity("fc1") is None  # back to the pre-run state
-    assert not window.jobs.busy and window.act_run.isEnabled()
+    assert not window.jobs.busy and window.action("run").isEnabled()
     assert window.settings.run_button.isEnabled()
-    after = window.loaded.model.state_dict()
+    after = window.session.loaded.model.state_dict()
     assert after.keys() == original.keys()
     for key, tensor in original.items():
         assert torch.equal(after[key], tensor), key
     window.settings.finetune_box.setChecked(False)
     without_measurements(window)
     result = run_and_wait(qtbot, window)
-    assert result.report.to_dict()["layers"]
+    assert result.report.layers
 
 
 def test_a_crash_in_the_job_is_an_error_dialog(qtbot, demo_window, message_boxes, monkeypatch):
@@ -111,7 +111,7 @@ def test_a_crash_in_the_job_is_an_error_dialog(qtbot, demo_window, message_boxes
         yield from ()
         raise RuntimeError("boom inside the engine")
 
-    monkeypatch.setattr("gui.main_window.compress_job", broken_job)
+    monkeypatch.setattr("core.tasks.compress_model", broken_job)
     with qtbot.waitSignal(window.runFailed, timeout=RUN_TIMEOUT):
         window.run_compression()
     icon, text, _, details = message_boxes[-1]
@@ -120,7 +120,7 @@ def test_a_crash_in_the_job_is_an_error_dialog(qtbot, demo_window, message_boxes
     assert "Traceback" in details and "broken_job" in details
     monkeypatch.undo()
     without_measurements(window)
-    assert run_and_wait(qtbot, window).report.to_dict()["layers"]
+    assert run_and_wait(qtbot, window).report.layers
 
 
 def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
@@ -133,11 +133,11 @@ def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
     icon, text, _, details = message_boxes[-1]
     assert icon == QMessageBox.Icon.Warning  # a user error: one line, no traceback
     assert "broken.pt" in text and "\n" not in text and not details
-    assert window.loaded is None
+    assert window.session.loaded is None
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_demo()
     without_measurements(window)
-    assert run_and_wait(qtbot, window).report.to_dict()["layers"]
+    assert run_and_wait(qtbot, window).report.layers
 
 
 def test_save_through_the_dialog_writes_a_file_that_reloads(
@@ -154,15 +154,15 @@ def test_save_through_the_dialog_writes_a_file_that_reloads(
 
     monkeypatch.setattr(QFileDialog, "getSaveFileName", staticmethod(fake_save))
     with qtbot.waitSignal(window.saved, timeout=RUN_TIMEOUT) as blocker:
-        window.save_model_dialog()
+        window.saves.save_dialog()
     outcome = blocker.args[0]
     assert asked and asked[0][2] == SAVE_FILTERS["state_dict"]
     assert outcome.path == tmp_path / "small.pt" and outcome.path.exists()
     assert outcome.round_trip["ok"] is True
     assert not window.isWindowModified()
-    assert window.metrics_table.item(3, 2).text() != "not saved"
+    assert window.results.metrics_table.item(3, 2).text() != "not saved"
     reloaded = load_model(outcome.path, arch="core.demo:build_model").model
-    x = window.eval_data.x[:8]
+    x = window.session.eval_data.x[:8]
     with torch.inference_mode():
         assert torch.allclose(reloaded(x), result.model(x), atol=1e-5)
 
@@ -177,7 +177,7 @@ def test_save_refuses_to_overwrite_the_opened_model(
     prefs.remember_arch(path, "core.demo:build_model")
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_model(path)
-    window.settings.shape_edit.setText("1x1x8x8")
+    window.settings.set_input_shape("1x1x8x8")
     run_and_wait(qtbot, window)
     before = path.read_bytes()
     monkeypatch.setattr(
@@ -185,7 +185,7 @@ def test_save_refuses_to_overwrite_the_opened_model(
         "getSaveFileName",
         staticmethod(lambda *a, **k: (str(path), SAVE_FILTERS["state_dict"])),
     )
-    window.save_model_dialog()
+    window.saves.save_dialog()
     assert "is the model you opened" in message_boxes[-1][1]
     assert path.read_bytes() == before
     assert not window.jobs.busy
@@ -195,7 +195,7 @@ def test_export_report_writes_json_and_chart_images(qtbot, demo_window, tmp_path
     window = demo_window
     without_measurements(window)
     result = run_and_wait(qtbot, window)
-    written = window.export_report(tmp_path / "report.json")
+    written = window.saves.export(tmp_path / "report.json", window.results.chart_images())
     assert [p.name for p in written] == [
         "report.json",
         "report-sparsity.png",
@@ -221,10 +221,10 @@ def test_pickled_model_asks_for_trust(qtbot, window, tmp_path, monkeypatch):
     monkeypatch.setattr(dialogs, "ask_trust", fake_ask)
     with qtbot.waitSignal(window.jobs.failed, timeout=RUN_TIMEOUT):
         window.open_model(path)
-    assert asked == [path] and window.loaded is None
+    assert asked == [path] and window.session.loaded is None
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_model(path)
-    assert window.loaded.format == "pickle"
+    assert window.session.loaded.format == "pickle"
 
 
 def test_state_dict_asks_for_the_architecture_and_remembers_it(
@@ -239,11 +239,11 @@ def test_state_dict_asks_for_the_architecture_and_remembers_it(
     )
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_model(path)
-    assert window.loaded.arch == "core.demo:build_model"
+    assert window.session.loaded.arch == "core.demo:build_model"
     assert prefs.arch_for(path) == "core.demo:build_model"
     assert prefs.recent_files() == [str(path.resolve())]
     # the default selection: every prunable Linear and Conv layer
-    assert window.tree.model.checked_names() == ["conv1", "conv2", "fc1", "fc2"]
+    assert window.session.selection.checked_names() == ["conv1", "conv2", "fc1", "fc2"]
 
 
 def test_a_dropped_model_file_opens(qtbot, window, tmp_path):
@@ -263,7 +263,7 @@ def test_a_dropped_model_file_opens(qtbot, window, tmp_path):
     )
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.dropEvent(event)
-    assert window.loaded.path == path
+    assert window.session.loaded.path == path
     assert "dropped.pt" in window.windowTitle()
 
 
@@ -297,7 +297,7 @@ def test_demo_recipe_is_applied_on_open(qtbot, demo_window):
 
 def test_closing_during_a_run_stops_it_cleanly(qtbot, demo_window):
     window = demo_window
-    original = snapshot(window.loaded.model)
+    original = snapshot(window.session.loaded.model)
     window.settings.finetune_box.setChecked(True)
     window.settings.epochs_spin.setValue(500)
     with qtbot.waitSignal(window.jobs.progress, timeout=RUN_TIMEOUT):
@@ -306,16 +306,16 @@ def test_closing_during_a_run_stops_it_cleanly(qtbot, demo_window):
     window.close_without_asking()  # cancels, waits for the worker, stops its thread
     assert not window.jobs.busy
     for key, tensor in original.items():
-        assert torch.equal(window.loaded.model.state_dict()[key], tensor), key
+        assert torch.equal(window.session.loaded.model.state_dict()[key], tensor), key
 
 
 def test_planned_amounts_show_before_a_run(qtbot, demo_window):
     window = demo_window
-    window.tree.model.set_override("fc1", 0.8)
-    qtbot.waitUntil(lambda: window.sparsity_chart._rows[3].planned == 0.8)
-    rows = {row.name: row for row in window.sparsity_chart._rows}
+    window.session.selection.set_override("fc1", 0.8)
+    qtbot.waitUntil(lambda: window.results.sparsity_chart.rows()[3].planned == 0.8)
+    rows = {row.name: row for row in window.results.sparsity_chart.rows()}
     assert rows["conv1"].planned == 0.5 and rows["bn1"].planned is None
-    assert "80% planned" in window.sparsity_chart.tooltip_for(3)
+    assert "80% planned" in window.results.sparsity_chart.tooltip_for(3)
 
 
 def test_escape_cancels_a_run(qtbot, demo_window):
@@ -327,10 +327,10 @@ def test_escape_cancels_a_run(qtbot, demo_window):
     window.activateWindow()
     with qtbot.waitSignal(window.jobs.progress, timeout=RUN_TIMEOUT):
         window.run_compression()
-    assert window.act_cancel.isEnabled() and not window.act_run.isEnabled()
+    assert window.action("cancel").isEnabled() and not window.action("run").isEnabled()
     with qtbot.waitSignal(window.runCancelled, timeout=RUN_TIMEOUT):
         QTest.keyClick(window.tree.view, Qt.Key.Key_Escape)
-    assert window.act_run.isEnabled()
+    assert window.action("run").isEnabled()
 
 
 def test_torchscript_model_is_shown_but_not_compressed(qtbot, window, message_boxes, tmp_path):
@@ -342,7 +342,49 @@ def test_torchscript_model_is_shown_but_not_compressed(qtbot, window, message_bo
         torch.jit.save(torch.jit.trace(build_model(), torch.randn(1, 1, 8, 8)), path)
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_model(path)
-    assert window.loaded.format == "torchscript" and window.layers
+    assert window.session.loaded.format == "torchscript" and window.session.layers
     window.run_compression()
     assert "can be inspected but not pruned or quantized" in message_boxes[-1][1]
     assert not window.jobs.busy
+
+
+def test_without_labels_the_accuracy_card_shows_top1_agreement(qtbot, demo_window):
+    window = demo_window
+    window.session.set_eval_data(None, None)
+    window.settings.set_input_shape("1x1x8x8")  # a random input: fidelity, no accuracy
+    report = run_and_wait(qtbot, window).report
+    assert report.after.accuracy is None
+    agreement = report.fidelity["top1_agreement"]
+    assert agreement is not None  # the demo's outputs are class logits
+    caption, value, _ = window.results.cards.texts()[3]
+    assert (caption, value) == ("Top-1 agreement", f"{100 * agreement:.2f}%")
+
+
+def test_a_data_file_loads_in_the_background(qtbot, demo_window, tmp_path):
+    import numpy as np
+
+    window = demo_window
+    path = tmp_path / "eval.npz"
+    np.savez(path, x=np.random.default_rng(0).random((16, 1, 8, 8), dtype=np.float32))
+    done: list[bool] = []
+    started: list[str] = []
+    window.jobs.started.connect(started.append)
+    window.open_eval_data(path, done.append)
+    assert started == ["data"] and window.jobs.busy  # returned at once, the job reads it
+    qtbot.waitUntil(lambda: done == [True], timeout=RUN_TIMEOUT)
+    assert window.session.eval_path == path and len(window.session.eval_data) == 16
+    assert window.settings.data_file_names()[0] == "eval.npz"
+
+
+def test_a_failing_job_reports_its_own_failure(qtbot, demo_window, message_boxes, monkeypatch):
+    window = demo_window
+
+    def broken_read(*args, **kwargs):
+        yield from ()
+        raise RuntimeError("the reader broke")
+
+    monkeypatch.setattr("core.tasks.open_data", broken_read)
+    with qtbot.waitSignal(window.jobs.failed, timeout=RUN_TIMEOUT):
+        window.open_eval_data(Path("some.npz"))
+    assert window.step_label.text() == "Could not read some.npz"
+    assert "the reader broke" in message_boxes[-1][1]

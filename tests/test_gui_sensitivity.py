@@ -3,8 +3,6 @@ the fine-tune loss chart, driven through the real window on the demo."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 import torch
 from PySide6.QtCore import QPointF
@@ -13,7 +11,7 @@ from PySide6.QtWidgets import QMessageBox
 from core.errors import RecipeError
 from core.pruning import plan_pruning
 from core.sensitivity import allocate, predicted
-from gui.layer_tree import Col
+from gui.layer_tree_model import Col
 from gui.sensitivity_tab import parse_amounts
 
 TIMEOUT = 120_000
@@ -29,8 +27,8 @@ def sweep_cache(tmp_path, monkeypatch):
 
 
 def quick_settings(window) -> None:
-    window.sensitivity_panel.amounts_edit.setText(AMOUNTS)
-    window.sensitivity_panel.subset_spin.setValue(100)
+    window.results.sensitivity_panel.amounts_edit.setText(AMOUNTS)
+    window.results.sensitivity_panel.subset_spin.setValue(100)
 
 
 def sweep(qtbot, window):
@@ -54,8 +52,8 @@ def test_a_sweep_streams_one_curve_per_layer_equal_to_the_result(qtbot, demo_win
     assert not result.cached
     data = result.data
     assert streamed == ["conv1", "conv2", "fc1", "fc2"]  # one partial result per layer
-    chart = window.sensitivity_chart
-    assert window.tabs.currentWidget() is window.sensitivity_panel
+    chart = window.results.sensitivity_chart
+    assert window.results.tabs.currentWidget() is window.results.sensitivity_panel
     drawn = chart.values()
     assert list(drawn) == [row["name"] for row in data["layers"]]
     for row in data["layers"]:
@@ -66,12 +64,12 @@ def test_a_sweep_streams_one_curve_per_layer_equal_to_the_result(qtbot, demo_win
     assert data["metric"] == "accuracy" and data["data"]["samples"] == 100
     assert not chart.cached_badge.isVisibleTo(window)
     # the plot items are made once per layer and updated in place by a later sweep
-    items = dict(chart._curves)
-    window.sensitivity_panel.amounts_edit.setText("20, 50, 90")
+    items = dict(chart.plot_items())
+    window.results.sensitivity_panel.amounts_edit.setText("20, 50, 90")
     sweep(qtbot, window)
-    assert chart._curves == items
+    assert chart.plot_items() == items
     assert chart.values()["fc1"][0] == [0.2, 0.5, 0.9]
-    assert window.act_run.isEnabled() and window.act_sensitivity.isEnabled()
+    assert window.action("run").isEnabled() and window.action("sensitivity").isEnabled()
 
 
 def test_a_second_sweep_is_a_cache_hit_shown_at_once(qtbot, demo_window, sweep_cache):
@@ -81,7 +79,7 @@ def test_a_second_sweep_is_a_cache_hit_shown_at_once(qtbot, demo_window, sweep_c
     assert first.cache_path is not None and first.cache_path.parent == sweep_cache
     second = sweep(qtbot, window)
     assert second.cached and second.data == first.data
-    chart = window.sensitivity_chart
+    chart = window.results.sensitivity_chart
     assert chart.cached_badge.isVisibleTo(window)
     assert chart.values()["conv2"][1] == [p["metric"] for p in first.data["layers"][1]["points"]]
     assert "from the cache" in window.step_label.text()
@@ -91,9 +89,9 @@ def test_hover_and_click_read_a_point_and_select_its_layer(qtbot, demo_window):
     window = demo_window
     quick_settings(window)
     data = sweep(qtbot, window).data
-    window.tabs.setCurrentWidget(window.sensitivity_panel)
+    window.results.tabs.setCurrentWidget(window.results.sensitivity_panel)
     qtbot.wait(50)
-    chart = window.sensitivity_chart
+    chart = window.results.sensitivity_chart
     view = chart.plot_widget.getPlotItem().getViewBox()
     row = data["layers"][2]  # fc1
     point = row["points"][1]
@@ -106,17 +104,17 @@ def test_hover_and_click_read_a_point_and_select_its_layer(qtbot, demo_window):
     assert "fc1 (Linear" in tip and "pruned 60% alone" in tip and "accuracy" in tip
     chart.layerClicked.emit("fc2")  # what a click on the fc2 curve emits
     assert window.tree.current_layer() == "fc2"
-    assert chart._highlighted == "fc2"
+    assert chart.highlighted() == "fc2"
     window.tree.select_layer("conv1")  # and the tree's selection marks the curve
-    assert chart._highlighted == "conv1"
+    assert chart.highlighted() == "conv1"
     far = view.mapViewToScene(QPointF(0.02, data["baseline"] - 10))
     assert chart.nearest(far, 12) is None
 
 
 def test_cancel_mid_sweep_keeps_the_window_usable_and_the_model_unchanged(qtbot, demo_window):
     window = demo_window
-    original = snapshot(window.loaded.model)
-    window.sensitivity_panel.amounts_edit.setText("5, 10, 20, 30, 40, 50, 60, 70, 80, 90")
+    original = snapshot(window.session.loaded.model)
+    window.results.sensitivity_panel.amounts_edit.setText("5, 10, 20, 30, 40, 50, 60, 70, 80, 90")
     seen: list[str] = []
 
     def cancel_after_first_layer(event, layers):
@@ -129,12 +127,14 @@ def test_cancel_mid_sweep_keeps_the_window_usable_and_the_model_unchanged(qtbot,
         window.run_sensitivity()
     window.jobs.progress.disconnect(cancel_after_first_layer)
     assert seen == ["conv1"]
-    assert window.sensitivity is None and window.sensitivity_chart.names() == []
-    assert not window.jobs.busy and window.act_sensitivity.isEnabled()
-    assert window.act_run.isEnabled() and window.sensitivity_panel.run_button.isEnabled()
+    assert window.session.sweep is None and window.results.sensitivity_chart.names() == []
+    assert not window.jobs.busy and window.action("sensitivity").isEnabled()
+    assert (
+        window.action("run").isEnabled() and window.results.sensitivity_panel.run_button.isEnabled()
+    )
     assert "cancelled" in window.step_label.text().lower()
     for key, tensor in original.items():
-        assert torch.equal(window.loaded.model.state_dict()[key], tensor), key
+        assert torch.equal(window.session.loaded.model.state_dict()[key], tensor), key
     quick_settings(window)
     assert sweep(qtbot, window).data["layers"]
 
@@ -144,32 +144,32 @@ def test_the_target_slider_puts_allocated_amounts_in_the_tree(qtbot, demo_window
     quick_settings(window)
     data = sweep(qtbot, window).data
     with qtbot.waitSignal(window.amountsAllocated) as blocker:
-        window.sensitivity_panel.set_target(80)
+        window.results.sensitivity_panel.set_target(80)
     expected = allocate(data, 0.8)
     assert blocker.args[0] == expected
-    model = window.tree.model
+    model, selection = window.tree.model, window.session.selection
     for name, amount in expected.items():
-        assert model.is_checked(name) == (amount > 0)
+        assert selection.is_checked(name) == (amount > 0)
         if amount > 0:
-            assert model.effective_amount(name) == pytest.approx(amount)
+            assert selection.effective_amount(name) == pytest.approx(amount)
             assert model.index_of(name, Col.AMOUNT).data() == f"{100 * amount:.4g}%"
     # the recipe the window saves prunes exactly those amounts, one rule per amount
     recipe = window.current_recipe()
-    plan = plan_pruning(window.loaded.model, recipe.prune, "settings")
+    plan = plan_pruning(window.session.loaded.model, recipe.prune, "settings")
     assert {n: item.rule.amount for n, item in plan.items()} == pytest.approx(
         {n: a for n, a in expected.items() if a > 0}
     )
     guess = predicted(data, expected)
     assert guess["sparsity"] == pytest.approx(0.8, abs=1e-3)
-    assert "80.0%" in window.sensitivity_panel.prediction.text()
-    assert window.sensitivity_chart.markers() == pytest.approx(
+    assert "80.0%" in window.results.sensitivity_panel.prediction.text()
+    assert window.results.sensitivity_chart.markers() == pytest.approx(
         {n: a for n, a in expected.items() if a > 0}
     )
     # still editable by hand: the prediction follows the tree
-    model.set_override("fc1", 0.5)
-    qtbot.waitUntil(lambda: window.sensitivity_chart.markers()["fc1"] == pytest.approx(0.5))
+    selection.set_override("fc1", 0.5)
+    qtbot.waitUntil(lambda: window.results.sensitivity_chart.markers()["fc1"] == pytest.approx(0.5))
     hand = predicted(data, {**expected, "fc1": 0.5})
-    assert f"{100 * hand['sparsity']:.1f}%" in window.sensitivity_panel.prediction.text()
+    assert f"{100 * hand['sparsity']:.1f}%" in window.results.sensitivity_panel.prediction.text()
     assert window.current_recipe() != recipe
 
 
@@ -177,7 +177,7 @@ def test_max_drop_limits_the_allocation(qtbot, demo_window):
     window = demo_window
     quick_settings(window)
     data = sweep(qtbot, window).data
-    panel = window.sensitivity_panel
+    panel = window.results.sensitivity_panel
     panel.drop_spin.setValue(0.5)  # half an accuracy point
     with qtbot.waitSignal(window.amountsAllocated) as blocker:
         panel.set_target(90)
@@ -186,14 +186,14 @@ def test_max_drop_limits_the_allocation(qtbot, demo_window):
 
 def test_a_sweep_without_data_or_input_shape_says_what_to_do(qtbot, demo_window, message_boxes):
     window = demo_window
-    window.set_eval_data(None, None)
-    window.settings.shape_edit.clear()
+    window.session.set_eval_data(None, None)
+    window.settings.set_input_shape("")
     window.run_sensitivity()
     assert "evaluation data" in message_boxes.texts()[-1]
     assert not window.jobs.busy
-    window.set_eval_data(None, None)
-    window.sensitivity_panel.amounts_edit.setText("10, 150")
-    window.settings.shape_edit.setText("1x1x8x8")
+    window.session.set_eval_data(None, None)
+    window.results.sensitivity_panel.amounts_edit.setText("10, 150")
+    window.settings.set_input_shape("1x1x8x8")
     window.run_sensitivity()
     assert "150%" in message_boxes.texts()[-1]
     assert message_boxes[-1][0] == QMessageBox.Icon.Warning
@@ -201,12 +201,12 @@ def test_a_sweep_without_data_or_input_shape_says_what_to_do(qtbot, demo_window,
 
 def test_a_sweep_on_a_random_input_measures_fidelity(qtbot, demo_window):
     window = demo_window
-    window.set_eval_data(None, None)
-    window.settings.shape_edit.setText("1x1x8x8")
-    window.sensitivity_panel.amounts_edit.setText("50, 90")
+    window.session.set_eval_data(None, None)
+    window.settings.set_input_shape("1x1x8x8")
+    window.results.sensitivity_panel.amounts_edit.setText("50, 90")
     data = sweep(qtbot, window).data
     assert data["metric"] == "cosine_similarity"
-    assert window.sensitivity_chart._axis_left.percent is False
+    assert window.results.sensitivity_chart.percent_axis() is False
 
 
 def test_parse_amounts():
@@ -230,8 +230,11 @@ def test_finetune_streams_one_loss_point_per_epoch(qtbot, demo_window):
     report = blocker.args[0].report.to_dict()
     assert sum(epochs_seen) == 2
     assert len(report["finetune"]["loss"]) == 2
-    assert window.loss_chart.values() == report["finetune"]["loss"]
-    assert window.tabs.tabText(window.tabs.indexOf(window.loss_chart)) == "Fine-tune"
+    assert window.results.loss_chart.values() == report["finetune"]["loss"]
+    assert (
+        window.results.tabs.tabText(window.results.tabs.indexOf(window.results.loss_chart))
+        == "Fine-tune"
+    )
 
 
 def test_cancel_during_finetune_keeps_the_losses_so_far(qtbot, demo_window):
@@ -241,23 +244,7 @@ def test_cancel_during_finetune_keeps_the_losses_so_far(qtbot, demo_window):
     window.jobs.losses.connect(lambda losses: window.cancel_job())
     with qtbot.waitSignal(window.runCancelled, timeout=TIMEOUT):
         window.run_compression()
-    points = window.loss_chart.values()
+    points = window.results.loss_chart.values()
     assert 1 <= len(points) < 500
-    assert "cancelled after" in window.loss_chart.state_label.text()
-    assert window.act_run.isEnabled() and window.result is None
-
-
-def test_none_survives_many_void_qt_calls(qtbot):
-    """PySide6 6.12 on CPython 3.11 loses a reference to None on every void method call;
-    gui.qt_fixes pins None, so a long session (many more calls than None has references)
-    cannot end in 'Fatal Python error: none_dealloc'."""
-    from PySide6.QtWidgets import QLabel
-
-    from gui import qt_fixes
-
-    qt_fixes.install()
-    label = QLabel()
-    qtbot.addWidget(label)
-    for _ in range(300_000):
-        label.setVisible(False)
-    assert sys.getrefcount(None) > 0
+    assert "cancelled after" in window.results.loss_chart.state_label.text()
+    assert window.action("run").isEnabled() and window.session.result is None

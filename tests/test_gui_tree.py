@@ -12,7 +12,9 @@ from torch import nn
 
 from core.inventory import inventory
 from core.loading import load_demo
-from gui.layer_tree import NAME_ROLE, Col, LayerTreeModel, LayerTreePanel
+from core.report import LayerRow
+from gui.layer_tree import LayerTreePanel
+from gui.layer_tree_model import NAME_ROLE, Col, LayerTreeModel
 
 CHECK = Qt.ItemDataRole.CheckStateRole
 
@@ -46,56 +48,58 @@ def test_model_passes_qt_model_tester(qtmodeltester):
     loaded, _, _ = load_demo()
     model = LayerTreeModel()
     model.set_layers(inventory(loaded.model), "demo")
-    model.set_checked("fc1", True)
+    model.selection.set_checked("fc1", True)
     qtmodeltester.check(model, force_py=True)
 
 
 def test_data_change_reaches_the_view(qtbot, panel):
-    model = panel.model
-    assert model.checked_names() == []
+    model, selection = panel.model, panel.selection
+    assert selection.checked_names() == []
     with qtbot.waitSignal(model.dataChanged):
-        model.set_checked("fc1", True)
+        selection.set_checked("fc1", True)
     assert view_index(panel, "fc1").data(CHECK) == Qt.CheckState.Checked
     assert view_index(panel, "").data(CHECK) == Qt.CheckState.PartiallyChecked
-    model.set_checked_names(["conv1", "conv2", "fc1", "fc2"])
+    selection.set_checked_names(["conv1", "conv2", "fc1", "fc2"])
     assert view_index(panel, "").data(CHECK) == Qt.CheckState.Checked
-    model.set_override("fc1", 0.8)
+    selection.set_override("fc1", 0.8)
     assert view_index(panel, "fc1", Col.AMOUNT).data() == "80%"
     assert view_index(panel, "fc2", Col.AMOUNT).data() == "50%"
-    model.set_results([{"name": "fc1", "sparsity_after": 0.25, "quantization": "fp16"}])
+    model.set_results(
+        [LayerRow(name="fc1", type="Linear", sparsity_after=0.25, quantization="fp16")]
+    )
     assert view_index(panel, "fc1", Col.AFTER).data() == "25.0%"
     assert view_index(panel, "fc1", Col.QUANT).data() == "fp16"
 
 
 def test_view_click_reaches_the_data(qtbot, panel):
-    model = panel.model
+    model, selection = panel.model, panel.selection
     with qtbot.waitSignal(model.checksChanged):
         click_check_box(qtbot, panel, "conv2")
-    assert model.checked_names() == ["conv2"]
+    assert selection.checked_names() == ["conv2"]
     click_check_box(qtbot, panel, "conv2")
-    assert model.checked_names() == []
+    assert selection.checked_names() == []
     # the root's box checks every prunable layer below it, and unchecks them again
     click_check_box(qtbot, panel, "")
-    assert model.checked_names() == ["conv1", "conv2", "fc1", "fc2"]
+    assert selection.checked_names() == ["conv1", "conv2", "fc1", "fc2"]
     click_check_box(qtbot, panel, "")
-    assert model.checked_names() == []
+    assert selection.checked_names() == []
 
 
 def test_amount_edited_in_the_view(qtbot, panel):
-    model = panel.model
-    model.set_checked_names(["fc1", "fc2"])
+    selection = panel.selection
+    selection.set_checked_names(["fc1", "fc2"])
     index = view_index(panel, "fc1", Col.AMOUNT)
     assert index.flags() & Qt.ItemFlag.ItemIsEditable
     assert panel.proxy.setData(index, 0.3, Qt.ItemDataRole.EditRole)
-    assert model.overrides() == {"fc1": 0.3}
-    assert model.effective_amount("fc2") == 0.5
+    assert selection.overrides() == {"fc1": 0.3}
+    assert selection.effective_amount("fc2") == 0.5
     # Delete on the selected row goes back to the panel's amount
     panel.view.setCurrentIndex(view_index(panel, "fc1"))
     QTest.keyClick(panel.view, Qt.Key.Key_Delete)
-    assert model.overrides() == {}
+    assert selection.overrides() == {}
     # unchecked layers and the global method have no per-layer amount
     assert not view_index(panel, "conv1", Col.AMOUNT).flags() & Qt.ItemFlag.ItemIsEditable
-    model.set_default_amount(0.5, True)
+    selection.set_default_amount(0.5, True)
     assert not view_index(panel, "fc1", Col.AMOUNT).flags() & Qt.ItemFlag.ItemIsEditable
 
 
@@ -105,18 +109,18 @@ def test_non_prunable_rows_are_shown_but_not_checkable(panel):
     assert not relu.flags() & Qt.ItemFlag.ItemIsUserCheckable
     assert relu.data(CHECK) is None
     assert "Not prunable" in relu.data(Qt.ItemDataRole.ToolTipRole)
-    panel.model.check_where(lambda info: True)
-    assert "relu1" not in panel.model.checked_names()
+    panel.selection.check_where(lambda info: True)
+    assert "relu1" not in panel.selection.checked_names()
 
 
 def test_selection_helpers(panel):
-    model = panel.model
-    model.check_where(lambda info: "Linear" in info.type)
-    assert model.checked_names() == ["fc1", "fc2"]
-    model.invert_checks()
-    assert model.checked_names() == ["conv1", "conv2"]
-    model.set_checked_names([])
-    assert model.checked_names() == []
+    selection = panel.selection
+    selection.check_where(lambda info: "Linear" in info.type)
+    assert selection.checked_names() == ["fc1", "fc2"]
+    selection.invert()
+    assert selection.checked_names() == ["conv1", "conv2"]
+    selection.set_checked_names([])
+    assert selection.checked_names() == []
 
 
 def test_filter_keeps_parents_and_matches_type(panel):
@@ -164,9 +168,9 @@ def test_ten_thousand_modules_show_in_under_a_second(qtbot):
     first_block = widget.proxy.index(0, 0, widget.proxy.index(0, 0))
     widget.view.expand(first_block)
     t0 = time.perf_counter()
-    widget.model.check_where(lambda info: True)  # one layout change, not 2,500 dataChanged
+    widget.selection.check_where(lambda info: True)  # one layout change, not 2,500 dataChanged
     check_all = time.perf_counter() - t0
-    assert len(widget.model.checked_names()) == 5000
+    assert len(widget.selection.checked_names()) == 5000
     first_block = widget.proxy.index(0, 0, widget.proxy.index(0, 0))  # the old one is stale
     assert widget.view.isExpanded(first_block)  # the view keeps what was open
     assert first_block.data(CHECK) == Qt.CheckState.Checked

@@ -1,0 +1,108 @@
+"""What the user can choose in the window, as combo-box entries read from core's registries.
+
+Pruning methods (``core.methods``), quantization schemes, backends and granularities
+(``core.schemes``), fine-tune losses (the recipe's type) and save formats (``core.formats``)
+are declared once in core; this module only shapes them for the settings panel, the sweep
+controller and the save dialog. A new entry in a registry appears here with no change.
+"""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass
+
+from core.formats import SAVE_FORMATS as FORMAT_REGISTRY
+from core.methods import PRUNE_METHODS
+from core.recipe import NORM_NAMES, Finetune
+from core.schemes import BACKENDS as BACKEND_REGISTRY
+from core.schemes import GRANULARITIES as GRANULARITY_NAMES
+from core.schemes import SCHEMES as SCHEME_REGISTRY
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One entry of a combo box: the value the recipe holds, what the user reads, a tip."""
+
+    value: str
+    label: str
+    tip: str = ""
+
+
+@dataclass(frozen=True)
+class MethodChoice(Choice):
+    """A pruning method the settings panel offers (one per checked layer)."""
+
+    structured: bool = False  # zeroes whole channels: the dimension applies
+    uses_norm: bool = False  # ranks channels by an Ln norm: n applies
+
+
+@dataclass(frozen=True)
+class SchemeChoice(Choice):
+    """A quantization scheme: which backends and whether a granularity applies."""
+
+    backends: tuple[str, ...] = ()
+    granular: bool = False
+
+
+@dataclass(frozen=True)
+class FormatChoice(Choice):
+    """A save format: ``label`` is the file dialog's filter, ``suffix`` the default one."""
+
+    suffix: str = ".pt"
+
+
+# The panel's "Global" scope is the method whose scope is global; the combo lists the others.
+GLOBAL_METHOD = next(m.name for m in PRUNE_METHODS if m.scope == "global")
+DEFAULT_METHOD = next(m.name for m in PRUNE_METHODS if m.scope == "layer")
+
+METHODS: tuple[MethodChoice, ...] = tuple(
+    MethodChoice(m.name, m.label, m.tooltip, m.structured, "n" in m.options)
+    for m in PRUNE_METHODS
+    if m.scope == "layer"
+)
+SCHEMES: tuple[SchemeChoice, ...] = tuple(
+    SchemeChoice(s.name, s.label, s.tooltip, s.backends, not s.is_cast) for s in SCHEME_REGISTRY
+)
+BACKENDS: tuple[Choice, ...] = tuple(Choice(b.name, b.label, b.tooltip) for b in BACKEND_REGISTRY)
+GRANULARITIES: tuple[Choice, ...] = tuple(Choice(v, label) for v, label in GRANULARITY_NAMES)
+_LOSS_TIPS = {
+    "auto": "cross-entropy when the data has labels, else distillation",
+    "cross_entropy": "train on the labels",
+    "distillation": "match the original model's outputs",
+}
+FINETUNE_LOSSES: tuple[Choice, ...] = tuple(
+    Choice(v, v.replace("_", "-"), _LOSS_TIPS.get(v, ""))
+    for v in typing.get_args(Finetune.model_fields["loss"].annotation)
+)
+NORMS = ("1", "2", *NORM_NAMES)
+
+SAVE_FORMATS: tuple[FormatChoice, ...] = tuple(
+    FormatChoice(f.name, f.dialog_filter, f.tooltip, f.suffix) for f in FORMAT_REGISTRY
+)
+SAVE_FILTERS = {f.value: f.label for f in SAVE_FORMATS}
+SAVE_SUFFIX = {f.value: f.suffix for f in SAVE_FORMATS}
+
+
+def method(value: str) -> MethodChoice | None:
+    """The method entry for ``value`` (None for the global method and unknown names)."""
+    return next((m for m in METHODS if m.value == value), None)
+
+
+def is_structured(value: str) -> bool:
+    entry = method(value)
+    return entry is not None and entry.structured
+
+
+def uses_norm(value: str) -> bool:
+    entry = method(value)
+    return entry is not None and entry.uses_norm
+
+
+def scheme(value: str) -> SchemeChoice | None:
+    return next((s for s in SCHEMES if s.value == value), None)
+
+
+def scheme_label(value: str) -> str:
+    """What the user reads for a scheme ('int8 dynamic'); the value itself when unknown."""
+    entry = scheme(value)
+    return entry.label if entry is not None else value

@@ -1,0 +1,157 @@
+"""Compressing the open model with the recipe the window shows, in the background.
+
+Before it starts: the memory check (a job that may not fit asks first). While it runs: each
+finished layer appears in the tree, each fine-tune epoch in the loss chart. At the end the
+result goes into the session and the results are shown; a cancelled or failed run puts the
+tree back as it was, and the model is unchanged either way (the engine works on a copy).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from core import tasks
+from core.engine import CompressionResult
+from core.errors import RecipeError
+from core.memory import estimate
+from core.progress import Progress
+from core.recipe import Recipe
+from core.report import Report
+from gui.feedback import Feedback, Question
+from gui.layer_tree_model import LayerTreeModel
+from gui.report_rows import size_ratio
+from gui.results_area import ResultsArea
+from gui.session import Session
+from gui.worker import JobRunner
+
+
+def memory_question(warning: str) -> Question:
+    """'This job may not fit in memory': run anyway? (Unattended, it runs.)"""
+    return Question(
+        "Not enough memory?",
+        "This job may not fit in memory.",
+        f"{warning[0].upper()}{warning[1:]}. Run it anyway?",
+        yes_text="Run Anyway",
+        warning=True,
+        unattended=True,
+    )
+
+
+class CompressFlow(QObject):
+    """One compression at a time; ``show_report`` draws a report (None: no result) in the
+    tree and the results area."""
+
+    finished = Signal(object)  # CompressionResult
+    cancelled = Signal()
+    failed = Signal(object)  # the exception
+
+    def __init__(
+        self,
+        session: Session,
+        runner: JobRunner,
+        feedback: Feedback,
+        tree_model: LayerTreeModel,
+        results: ResultsArea,
+        show_report: Callable[[Report | None], None],
+        parent: QObject | None = None,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.runner = runner
+        self.feedback = feedback
+        self.tree_model = tree_model
+        self.results = results
+        self._show_report = show_report
+        self._snapshot: Any = None
+        self._started = 0.0
+
+    def run(self, recipe: Recipe, input_shape: tuple[int, ...] | None) -> None:
+        """Compress a copy of the open model with ``recipe`` (after the checks)."""
+        loaded = self.session.loaded
+        if self.runner.busy or loaded is None:
+            return
+        refusal = self.session.not_eager_error()
+        if refusal is not None:
+            self.feedback.error(refusal)
+            return
+        if recipe.is_empty():
+            self.feedback.error(
+                RecipeError("nothing to do: check layers to prune, or turn on quantization")
+            )
+            return
+        warning = estimate(loaded.model, recipe).warning()
+        if warning is not None:
+            self.feedback.log(f"memory: {warning}")
+            if not self.feedback.confirm(memory_question(warning)):
+                return
+        self._snapshot = self.tree_model.results()
+        self._started = time.perf_counter()
+        self.results.start_finetune(recipe.finetune.epochs if recipe.finetune else 0)
+        self.feedback.log(f"compress: {json.dumps(recipe.to_dict())}")
+        session = self.session
+        self.runner.start(
+            "compress",
+            partial(
+                tasks.compress_model,
+                loaded,
+                recipe,
+                session.eval_data,
+                session.train_data,
+                input_shape,
+            ),
+            on_progress=self._on_progress,
+            on_losses=self.results.add_losses,
+            on_finished=partial(self._on_finished, recipe),
+            on_cancelled=self._on_cancelled,
+            on_failed=self._on_failed,
+        )
+
+    def _on_progress(self, event: Progress | None, layers: list[dict[str, Any]]) -> None:
+        self.tree_model.set_partial(layers)
+        if event is not None:
+            self.feedback.log(event.message)
+
+    def _on_finished(self, recipe: Recipe, result: CompressionResult) -> None:
+        seconds = time.perf_counter() - self._started
+        self.session.set_result(result, recipe)
+        report = result.report
+        self._show_report(report)
+        after = report.after
+        ratio = size_ratio(report)
+        self.feedback.log(
+            f"done in {seconds:.1f} s: state dict {ratio:.2f}x, non-zero parameters "
+            f"{after.nonzero_parameters:,} of {after.parameters:,}"
+        )
+        for note in report.notes:
+            self.feedback.log(f"note: {note}")
+        self.feedback.status(
+            f"Done in {seconds:.1f} s \u2014 size {ratio:.2f}\u00d7 of the original; "
+            "File \u203a Save Compressed Model to keep it"
+        )
+        self.results.finish_finetune(report.finetune)
+        self.results.show_results_tab()
+        self.finished.emit(result)
+
+    def _restore_tree(self) -> None:
+        if self._snapshot is not None:
+            self.tree_model.restore_results(self._snapshot)
+
+    def _on_cancelled(self) -> None:
+        self._restore_tree()
+        self.results.stop_finetune(cancelled=True)
+        self.feedback.log("cancelled: the model is unchanged")
+        self.feedback.status("Cancelled: nothing was changed")
+        self.cancelled.emit()
+
+    def _on_failed(self, exc: BaseException, trace: str) -> None:
+        self._restore_tree()
+        self.results.stop_finetune(cancelled=False)
+        self.feedback.status("Compression failed: nothing was changed")
+        self.failed.emit(exc)
+        self.feedback.error(exc, trace)

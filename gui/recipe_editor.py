@@ -1,0 +1,213 @@
+"""The recipe the window shows: the layer selection plus the settings panel, both ways.
+
+``RecipeEditor`` builds the one Recipe from the widgets, sets the widgets from a recipe (a
+file, the demo's, the defaults), loads and saves recipe files, and keeps the preview of what
+the recipe will do up to date (a moment after each edit): the quantize settings' layers in the
+tree and a one-line summary under the settings. ``previewed`` fires after each preview, for
+what else follows the settings (the planned bars, the sweep's prediction).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QTimer, Signal, Slot
+from PySide6.QtWidgets import QFileDialog, QWidget
+
+from core.errors import RecipeError, UserError
+from core.quantization import describe, plan_quantization
+from core.recipe import Recipe, dump_recipe, load_recipe
+from gui import prefs
+from gui.feedback import Feedback
+from gui.layer_tree_model import LayerTreeModel
+from gui.recipe_state import PruneSettings, WindowState, build_recipe, state_from_recipe
+from gui.session import Session
+from gui.settings_panel import SettingsPanel
+
+RECIPE_FILTER = "Recipes (*.yaml *.yml *.json);;All files (*)"
+PREVIEW_DELAY_MS = 120
+
+
+class RecipeEditor(QObject):
+    """Widgets <-> recipe for the window (``parent`` hosts the file dialogs)."""
+
+    previewed = Signal()
+
+    def __init__(
+        self,
+        session: Session,
+        settings: SettingsPanel,
+        tree_model: LayerTreeModel,
+        feedback: Feedback,
+        parent: QWidget,
+    ) -> None:
+        super().__init__(parent)
+        self.session = session
+        self.settings = settings
+        self.tree_model = tree_model
+        self.feedback = feedback
+        self._parent = parent
+        self._timer = QTimer(self)
+        self._timer.setSingleShot(True)
+        self._timer.setInterval(PREVIEW_DELAY_MS)
+        self._timer.timeout.connect(self.update_preview)
+        settings.changed.connect(self._on_settings_changed)
+        tree_model.checksChanged.connect(self._timer.start)
+        tree_model.amountsChanged.connect(self._timer.start)
+
+    # ------------------------------------------------------------------ reading
+    def state(self) -> WindowState:
+        """What the tree and the settings show, as plain data."""
+        selection = self.session.selection
+        return WindowState(
+            checked=selection.checked_names(),
+            overrides=selection.overrides(),
+            prune=self.settings.prune_settings(),
+            finetune=self.settings.finetune(),
+            quantize=self.settings.quantize(),
+        )
+
+    def current(self) -> Recipe:
+        """The one recipe the window shows; RecipeError names a bad setting."""
+        if self.session.loaded is None:
+            raise RecipeError("no model is open")
+        return build_recipe(self.session.loaded.model, self.session.layers, self.state())
+
+    # ------------------------------------------------------------------ setting
+    def apply_defaults(self) -> None:
+        """A new model: every prunable Linear and Conv layer checked, half of each pruned."""
+        self.settings.set_prune_settings(PruneSettings())
+        self.settings.set_finetune(None)
+        self.settings.set_quantize(None)
+        selection, kinds = self.session.selection, self.session.kinds
+        selection.set_default_amount(0.5, False)
+        selection.set_checked_names(
+            info.name for info in self.session.layers if info.prunable and info.name in kinds
+        )
+        selection.set_overrides({})
+
+    def apply(self, recipe: Recipe, quiet: bool = False) -> None:
+        """Set the tree and the settings from ``recipe``; what the window cannot show is
+        logged (and, unless ``quiet``, told). RecipeError when a pattern matches nothing."""
+        assert self.session.loaded is not None
+        state, warnings = state_from_recipe(self.session.loaded.model, recipe)
+        selection = self.session.selection
+        self.settings.set_prune_settings(state.prune)
+        self.settings.set_finetune(state.finetune)
+        self.settings.set_quantize(state.quantize)
+        selection.set_default_amount(state.prune.amount, state.prune.is_global)
+        refused = selection.set_checked_names(state.checked)
+        selection.set_overrides(state.overrides)
+        if refused:
+            warnings.append(
+                f"{recipe.source}: selects layers the tree cannot check (already quantized "
+                f"or without float weights): {', '.join(refused[:5])}"
+            )
+        if not quiet:
+            self.feedback.log(f"recipe {recipe.source}: {len(state.checked)} layers to prune")
+        for warning in warnings:
+            self.feedback.log(f"warning: {warning}")
+            if not quiet:
+                self.feedback.inform(warning)
+
+    def apply_or_report(self, recipe: Recipe) -> bool:
+        """``apply``; False (after a message) if it fails."""
+        try:
+            self.apply(recipe)
+        except UserError as exc:
+            self.feedback.error(exc)
+            return False
+        return True
+
+    # ------------------------------------------------------------------ files
+    def load_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(
+            self._parent, "Load Recipe", prefs.last_folder("recipe"), RECIPE_FILTER
+        )
+        if path:
+            prefs.set_last_folder("recipe", Path(path))
+            self.load_file(Path(path))
+
+    def load_file(self, path: Path) -> bool:
+        """Set the widgets from a recipe file; False (after a message) if it fails."""
+        try:
+            recipe = load_recipe(path)
+        except UserError as exc:
+            self.feedback.error(exc)
+            return False
+        return self.apply_or_report(recipe)
+
+    def save_dialog(self) -> None:
+        """Write what the window shows as a recipe file for 'secateur compress'."""
+        try:
+            recipe = self.current()
+        except UserError as exc:
+            self.feedback.error(exc)
+            return
+        start = str(Path(prefs.last_folder("recipe")) / "recipe.yaml")
+        path, _ = QFileDialog.getSaveFileName(self._parent, "Save Recipe", start, RECIPE_FILTER)
+        if not path:
+            return
+        target = Path(path)
+        if target.suffix.lower() not in (".yaml", ".yml", ".json"):
+            target = target.with_name(target.name + ".yaml")
+        prefs.set_last_folder("recipe", target)
+        try:
+            dump_recipe(recipe, target)
+        except UserError as exc:
+            self.feedback.error(exc)
+            return
+        self.feedback.log(f"saved recipe {target}")
+        self.feedback.status(f"Saved recipe {target.name}: run it with secateur compress --recipe")
+
+    # ------------------------------------------------------------------ preview
+    @Slot()
+    def _on_settings_changed(self) -> None:
+        prune = self.settings.prune_settings()
+        self.session.selection.set_default_amount(prune.amount, prune.is_global)
+        self._timer.start()
+
+    @Slot()
+    def update_preview(self) -> None:
+        """Which layers the quantize settings select, and a one-line recipe summary."""
+        loaded = self.session.loaded
+        if loaded is None:
+            self.settings.set_recipe_summary("")
+            return
+        done, _, params = self.session.selection.checked_summary()
+        parts = []
+        if done:
+            parts.append(f"prune <b>{done}</b> layer{'s' * (done != 1)} ({params:,} weights)")
+        planned: list[str] = []
+        label = None
+        try:
+            quantize = self.settings.quantize()
+            if quantize is not None:
+                plan = plan_quantization(loaded.model, [quantize], "settings")
+                planned, label = list(plan.layers), describe(quantize)
+        except UserError as exc:
+            self.settings.set_quant_preview(str(exc).split(": ", 1)[-1], error=True)
+        else:
+            if quantize is not None:
+                names = ", ".join(planned[:4]) + (" \u2026" if len(planned) > 4 else "")
+                text = f"Selects {len(planned)} layer{'s' * (len(planned) != 1)}: {names}"
+                if plan.skipped:
+                    text += f" ({len(plan.skipped)} skipped: cannot be quantized)"
+                self.settings.set_quant_preview(text)
+                if planned:
+                    parts.append(f"quantize <b>{len(planned)}</b> ({quantize.scheme})")
+            elif not self.settings.quantize_enabled():
+                self.settings.set_quant_preview("")
+        self.tree_model.set_planned_quantization(planned, label)
+        if self.settings.finetune() is not None:
+            parts.append("fine-tune")
+        if not loaded.eager:
+            self.settings.set_recipe_summary(loaded.not_eager_reason or "")
+            return
+        summary = (
+            "Recipe: " + ", ".join(parts)
+            if parts
+            else "Nothing to do: check layers or turn on quantization"
+        )
+        self.settings.set_recipe_summary(summary)
+        self.previewed.emit()

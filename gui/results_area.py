@@ -1,0 +1,185 @@
+"""The centre of the window: the summary cards over the Sparsity, Metrics, Sensitivity,
+Fine-tune and Log tabs.
+
+``ResultsArea`` shows a report (``show_report``) or, before a run, the planned per-layer rows
+(``show_planned``); it runs the Fine-tune tab's loss chart and title while a fine-tune runs,
+and holds the log. The sensitivity tab's content is a ``SensitivityPanel``, driven by the
+window's sweep controller.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QPlainTextEdit, QSplitter, QTabWidget, QVBoxLayout, QWidget
+
+from core.report import Report
+from gui.charts import ChartFrame, LossChart, MetricsChart, SparsityChart
+from gui.report_rows import SparsityRow, sparsity_rows
+from gui.results import MetricsTable, NotesLabel, SummaryCards
+from gui.sensitivity_tab import SensitivityPanel
+
+
+class ResultsArea(QWidget):
+    """Cards and tabs; see the module docstring."""
+
+    layerClicked = Signal(str)  # a bar or a curve of a layer was clicked
+    saveChartRequested = Signal(object, str)  # the chart, a file-name stem ("sparsity")
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.cards = SummaryCards(self)
+        self.sparsity_chart = SparsityChart(self)
+        self.metrics_chart = MetricsChart(self)
+        self.metrics_table = MetricsTable(self)
+        self.notes = NotesLabel(self)
+        metrics_page = QSplitter(Qt.Orientation.Vertical, self)
+        lower = QWidget(metrics_page)
+        lower_layout = QVBoxLayout(lower)
+        lower_layout.setContentsMargins(0, 0, 0, 0)
+        lower_layout.addWidget(self.metrics_table, 1)
+        lower_layout.addWidget(self.notes)
+        metrics_page.addWidget(self.metrics_chart)
+        metrics_page.addWidget(lower)
+        metrics_page.setSizes([320, 360])
+        metrics_page.setChildrenCollapsible(False)
+
+        self.log_view = QPlainTextEdit(self)
+        self.log_view.setReadOnly(True)
+        self.log_view.setMaximumBlockCount(5000)
+        mono = QFont("monospace")
+        mono.setStyleHint(QFont.StyleHint.TypeWriter)
+        self.log_view.setFont(mono)
+
+        self.sensitivity_panel = SensitivityPanel(self)
+        self.sensitivity_chart = self.sensitivity_panel.chart
+        self.loss_chart = LossChart(self)
+        self._epochs = 0
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(self.sparsity_chart, "Sparsity")
+        self.tabs.addTab(metrics_page, "Metrics")
+        self.tabs.addTab(self.sensitivity_panel, "Sensitivity")
+        self.tabs.addTab(self.loss_chart, "Fine-tune")
+        self.tabs.addTab(self.log_view, "Log")
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.setSpacing(6)
+        layout.addWidget(self.cards)
+        layout.addWidget(self.tabs, 1)
+
+        self.sparsity_chart.layerClicked.connect(self.layerClicked)
+        self.sensitivity_chart.layerClicked.connect(self.layerClicked)
+        charts: list[tuple[ChartFrame, str]] = [
+            (self.sparsity_chart, "sparsity"),
+            (self.metrics_chart, "metrics"),
+            (self.sensitivity_chart, "sensitivity"),
+            (self.loss_chart, "finetune-loss"),
+        ]
+        for chart, stem in charts:
+            chart.saveRequested.connect(
+                lambda chart=chart, stem=stem: self.saveChartRequested.emit(chart, stem)
+            )
+
+    # ------------------------------------------------------------------ results
+    def show_report(
+        self,
+        before: Mapping[str, Any],
+        report: Report,
+        current_layer: str | None,
+    ) -> None:
+        """A run's report: bars, ratios, the table, its notes and the cards."""
+        self.sparsity_chart.set_rows(sparsity_rows(report))
+        self.sparsity_chart.highlight(current_layer)
+        self.metrics_chart.set_report(report)
+        self.metrics_table.set_report(report)
+        self.notes.set_notes(list(report.notes))
+        self.cards.show_report(before, report)
+
+    def show_planned(
+        self, before: Mapping[str, Any], rows: Sequence[SparsityRow], current_layer: str | None
+    ) -> None:
+        """No result: the original's numbers and what the settings will prune."""
+        self.sparsity_chart.set_rows(rows)
+        self.sparsity_chart.highlight(current_layer)
+        self.metrics_chart.set_report(None)
+        self.metrics_table.set_report(None)
+        self.notes.set_notes([])
+        self.cards.show_report(before, None)
+
+    def update_planned(self, rows: Sequence[SparsityRow]) -> None:
+        """The planned bars again, after the selection or the settings changed."""
+        self.sparsity_chart.set_rows(rows)
+
+    def update_table(self, report: Report) -> None:
+        """The table again (a save added the file size and the round trip)."""
+        self.metrics_table.set_report(report)
+
+    def highlight(self, name: str | None) -> None:
+        """Mark the tree's current layer in the sparsity and sensitivity charts."""
+        self.sparsity_chart.highlight(name)
+        self.sensitivity_chart.highlight(name)
+
+    def show_results_tab(self) -> None:
+        """After a run, leave the Log tab for the sparsity bars (other tabs stay)."""
+        if self.tabs.currentWidget() is self.log_view:
+            self.tabs.setCurrentWidget(self.sparsity_chart)
+
+    def show_sensitivity_tab(self) -> None:
+        self.tabs.setCurrentWidget(self.sensitivity_panel)
+
+    def chart_images(self) -> tuple[Any, Any]:
+        """The sparsity and metrics charts as QPixmaps (the report's images)."""
+        return self.sparsity_chart.image(), self.metrics_chart.image()
+
+    # ------------------------------------------------------------------ the log
+    def append_log(self, line: str) -> None:
+        self.log_view.appendPlainText(line)
+
+    def log_text(self) -> str:
+        return self.log_view.toPlainText()
+
+    # ------------------------------------------------------------------ fine-tune
+    def start_finetune(self, epochs: int) -> None:
+        """A run starts: a fine-tune of ``epochs`` epochs (0: none) empties the loss chart
+        and counts its epochs in the tab's title."""
+        if epochs:
+            self.loss_chart.start(epochs)
+        else:
+            self.loss_chart.clear()
+        self._set_finetune_tab(0, epochs)
+
+    def add_losses(self, losses: list[float]) -> None:
+        """Fine-tune epochs done (every one arrives, never coalesced away)."""
+        self.loss_chart.add(losses)
+        if self._epochs:
+            self._set_finetune_tab(len(self.loss_chart.values()), self._epochs)
+
+    def finish_finetune(self, finetune: Mapping[str, Any] | None) -> None:
+        """The run ended with this report section (None: no fine-tune)."""
+        if finetune is not None:
+            self.loss_chart.set_losses(finetune["loss"], finetune.get("epochs"))
+            self._set_finetune_tab(len(finetune["loss"]), 0)
+
+    def stop_finetune(self, cancelled: bool) -> None:
+        """The run was cancelled (the chart says after how many epochs) or failed."""
+        if cancelled:
+            self.loss_chart.mark_stopped()
+        self._set_finetune_tab(0, 0)
+
+    def clear_finetune(self) -> None:
+        self.loss_chart.clear()
+
+    def finetune_tab_title(self) -> str:
+        return self.tabs.tabText(self.tabs.indexOf(self.loss_chart))
+
+    def _set_finetune_tab(self, done: int, epochs: int) -> None:
+        """While a fine-tune runs, the tab's title counts its epochs."""
+        self._epochs = epochs
+        title = f"Fine-tune ({done}/{epochs})" if epochs else "Fine-tune"
+        self.tabs.setTabText(self.tabs.indexOf(self.loss_chart), title)
