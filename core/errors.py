@@ -28,6 +28,11 @@ class ArchRequiredError(ModelLoadError):
     """The file holds weights only (a state dict): its architecture must be given."""
 
 
+class ArchRejectedError(ModelLoadError):
+    """The architecture given does not build (a spec that does not resolve, a callable that
+    raises) or the weights do not fit it: another architecture may work."""
+
+
 class RecipeError(UserError):
     """The recipe is invalid: the message names the field and the bad value."""
 

@@ -34,6 +34,7 @@ from core import compat
 from core.data import Dataset, load_data
 from core.demos import DEFAULT_DEMO, DEMOS, TEST_DATA_PATH, TRAIN_DATA_PATH
 from core.errors import (
+    ArchRejectedError,
     ArchRequiredError,
     ModelLoadError,
     TrustRequiredError,
@@ -293,27 +294,29 @@ def resolve_arch(spec: str) -> Callable[[], Any]:
     """'path/to/file.py:callable' or 'package.module:callable' -> the callable."""
     target, sep, attr = spec.rpartition(":")
     if not sep or not target or not attr:
-        raise ModelLoadError(f"--arch: {spec!r} is not FILE.py:callable or package.module:callable")
+        raise ArchRejectedError(
+            f"--arch: {spec!r} is not FILE.py:callable or package.module:callable"
+        )
     if target.endswith(".py") or "/" in target or "\\" in target:
         file = Path(target)
         if not file.is_file():
-            raise ModelLoadError(f"--arch: {file}: no such file")
+            raise ArchRejectedError(f"--arch: {file}: no such file")
         mod_name = f"_secateur_arch_{abs(hash(str(file.resolve())))}"
         spec_obj = importlib.util.spec_from_file_location(mod_name, file)
         if spec_obj is None or spec_obj.loader is None:
-            raise ModelLoadError(f"--arch: {file}: cannot be imported as Python")
+            raise ArchRejectedError(f"--arch: {file}: cannot be imported as Python")
         module = importlib.util.module_from_spec(spec_obj)
         sys.modules[mod_name] = module
         try:
             spec_obj.loader.exec_module(module)
         except SyntaxError as exc:
             sys.modules.pop(mod_name, None)
-            raise ModelLoadError(
+            raise ArchRejectedError(
                 f"--arch: {file.name}: syntax error at line {exc.lineno}: {exc.msg}"
             ) from None
         except Exception as exc:
             sys.modules.pop(mod_name, None)
-            raise ModelLoadError(
+            raise ArchRejectedError(
                 f"--arch: {file.name}: raised {type(exc).__name__} when imported "
                 f"({first_line(exc)})"
             ) from None
@@ -322,11 +325,13 @@ def resolve_arch(spec: str) -> Callable[[], Any]:
         try:
             module = importlib.import_module(target)
         except ImportError as exc:
-            raise ModelLoadError(f"--arch: cannot import {target!r} ({first_line(exc)})") from None
+            raise ArchRejectedError(
+                f"--arch: cannot import {target!r} ({first_line(exc)})"
+            ) from None
         where = target
     func = getattr(module, attr, None)
     if func is None or not callable(func):
-        raise ModelLoadError(f"--arch: {where} has no callable named {attr!r}")
+        raise ArchRejectedError(f"--arch: {where} has no callable named {attr!r}")
     return func
 
 
@@ -338,11 +343,13 @@ def build_arch(spec: str) -> nn.Module:
     except UserError:
         raise
     except Exception as exc:
-        raise ModelLoadError(
+        raise ArchRejectedError(
             f"--arch: {spec} raised {type(exc).__name__} ({first_line(exc)})"
         ) from None
     if not isinstance(model, nn.Module):
-        raise ModelLoadError(f"--arch: {spec} returned a {type(model).__name__}, not an nn.Module")
+        raise ArchRejectedError(
+            f"--arch: {spec} returned a {type(model).__name__}, not an nn.Module"
+        )
     return model
 
 
@@ -467,11 +474,13 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], name: st
             parts.append(f"{len(unexpected)} unexpected keys (first: {', '.join(unexpected[:3])})")
         if shapes:
             parts.append(f"{len(shapes)} shape mismatches (first: {'; '.join(shapes[:2])})")
-        raise ModelLoadError(f"{name}: does not fit the architecture: {'; '.join(parts)}")
+        raise ArchRejectedError(f"{name}: does not fit the architecture: {'; '.join(parts)}")
     try:
         model.load_state_dict(state, strict=True, assign=_needs_assign(own))
     except Exception as exc:
-        raise ModelLoadError(f"{name}: does not fit the architecture ({first_line(exc)})") from None
+        raise ArchRejectedError(
+            f"{name}: does not fit the architecture ({first_line(exc)})"
+        ) from None
 
 
 def _needs_assign(own: Mapping[str, Any]) -> bool:

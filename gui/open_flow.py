@@ -18,24 +18,12 @@ from PySide6.QtCore import QObject
 
 from core import tasks
 from core.data import Dataset
-from core.errors import ArchRequiredError, ModelLoadError, TrustRequiredError
+from core.errors import ArchRejectedError, ArchRequiredError, TrustRequiredError
 from core.tasks import Opened
 from gui import prefs
 from gui.feedback import Feedback
 from gui.session import Session, describe_data
 from gui.worker import JobRunner
-
-
-def arch_was_rejected(exc: BaseException) -> bool:
-    """Whether a load with an architecture failed because of that architecture (a spec that
-    does not resolve, or weights that do not fit it), so asking again can help.
-
-    The engine raises a plain ModelLoadError for these, so this is decided by its message;
-    it is the one place that reads one, until the engine gives these failures a type."""
-    message = str(exc)
-    return isinstance(exc, ModelLoadError) and (
-        message.startswith("--arch") or "does not fit" in message
-    )
 
 
 class OpenFlow(QObject):
@@ -104,7 +92,7 @@ class OpenFlow(QObject):
                 self._after_load.clear()
         elif isinstance(exc, ArchRequiredError) and arch is None:
             self._ask_arch(path, None, trust)
-        elif arch is not None and arch_was_rejected(exc):
+        elif arch is not None and isinstance(exc, ArchRejectedError):
             self.feedback.error(exc)
             self._ask_arch(path, arch, trust)
         else:
