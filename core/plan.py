@@ -492,6 +492,10 @@ class _Measurer:
         settings: PlanSettings,
     ) -> None:
         self.model, self.data, self.reference = model, data, reference
+        # Every trial is a fresh copy; so is the model it is timed against, so that both
+        # have their tensors laid out alike (a copy measured ~4% faster than the loaded
+        # original here, with nothing else changed).
+        self.original = copy.deepcopy(model)
         self.args, self.kwargs = batch[0], batch[1]
         self.metric, self.baseline, self.settings = metric, baseline, settings
 
@@ -509,7 +513,7 @@ class _Measurer:
         torch.set_num_threads(self.settings.threads)
         try:
             original_ms, ms = paired_latency_ms(
-                self.model, trial, self.args, self.kwargs, budget_s=MODEL_BUDGET_S
+                self.original, trial, self.args, self.kwargs, budget_s=MODEL_BUDGET_S
             )
         finally:
             torch.set_num_threads(saved)
