@@ -200,10 +200,10 @@ class Encoder(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.layers = nn.ModuleList(EncoderLayer(dim, num_heads, ffn, mha) for _ in range(layers))
         self.classifier = nn.Linear(dim, classes)
-        self.register_buffer("position_ids", torch.arange(max_len), persistent=False)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
-        x = self.tokens(ids) + self.positions(self.position_ids[: ids.shape[1]])
+        positions = torch.arange(ids.shape[1], device=ids.device)
+        x = self.tokens(ids) + self.positions(positions)
         x = self.norm(x)
         for layer in self.layers:
             x = layer(x)

@@ -151,7 +151,10 @@ class RemovalPlan:
         return {name: g.root for g in self.groups for name in g.layers}
 
     def group_of(self, name: str) -> Group | None:
-        return next((g for g in self.groups if name in g.layers), None)
+        """The group ``name`` is a root of, else the group it follows, else None."""
+        return next((g for g in self.groups if name in g.roots), None) or next(
+            (g for g in self.groups if name in g.layers), None
+        )
 
 
 @dataclass(frozen=True)
@@ -232,6 +235,7 @@ class _Live:
     items: list = field(default_factory=list)  # Torch-Pruning group items, all channels
     heads: _Heads | None = None
     mhas: list[nn.MultiheadAttention] = field(default_factory=list)
+    amounts: list[float | int] = field(default_factory=list)  # one per root
 
     def unit_channels(self, unit: int) -> list[int]:
         """Root-coordinate channels that make up one unit (a channel, a position repeated in
@@ -621,14 +625,15 @@ def _inspect(
                         f"{tmod.in_channels} != out_channels {tmod.out_channels}; Torch-Pruning "
                         "would treat it as depthwise and break it"
                     )
-                if not identity:
+                channels = tmod.in_channels if kind == "conv_in" else tmod.out_channels
+                if not identity or n != channels:
                     raise _Skip(
                         f"grouped convolution {name} (groups={tmod.groups}) takes these channels "
                         "through a concatenation or reshape: its groups cannot be kept even"
                     )
                 blocks.append(tmod.groups)
         if kind == "groupnorm":
-            if not identity:
+            if not identity or n != tmod.num_channels:
                 raise _Skip(f"GroupNorm {name} takes these channels through a concatenation")
             blocks.append(tmod.num_groups)
         if kind == "mha":
@@ -637,7 +642,7 @@ def _inspect(
                     f"{name} has kdim/vdim different from embed_dim (separate q/k/v "
                     "weights): not supported"
                 )
-            if not identity:
+            if not identity or n != tmod.embed_dim:
                 raise _Skip(f"{name} takes these channels through a concatenation or reshape")
             blocks.append(tmod.num_heads)
             mhas.append(tmod)
@@ -650,9 +655,14 @@ def _inspect(
             linears.append((name, kind, item))
         elif name != root:
             others.append(name)
-        if name != root or kind not in ("linear_out", "conv_out", "depthwise", "mha"):
-            if name not in coupled:
-                coupled[name] = Coupled(name, tname, _ROLES[kind])
+        is_root = name == root and kind in ("linear_out", "conv_out", "depthwise", "mha")
+        if is_root:
+            continue
+        if name not in coupled:
+            coupled[name] = Coupled(name, tname, _ROLES[kind])
+        elif _ROLES[kind] not in coupled[name].role:
+            role = f"{coupled[name].role}, {_ROLES[kind]}"
+            coupled[name] = dataclasses.replace(coupled[name], role=role)
     heads = None
     if attention_ops and not mhas:
         heads = _attention_heads(traced, model, root, module, linears, others, n)
@@ -865,10 +875,10 @@ def _analyse(
             group = owner[module]
             group.plan = dataclasses.replace(
                 group.plan,
-                roots=group.plan.roots + (name,),
-                amount=_smaller(group.plan.amount, amount),
+                roots=(*group.plan.roots, name),
                 coupled=tuple(c for c in group.plan.coupled if c.name != name),
             )
+            group.amounts.append(amount)
             continue
         if module in skip_owner:
             first, reason = skip_owner[module]
@@ -918,37 +928,38 @@ def _analyse(
         )
         width = heads.head_dim if heads is not None else 1
         entry = _Live(group, module, fn, width if heads is not None else block, items, heads, mhas)
+        entry.amounts.append(amount)
         live.append(entry)
         for m in outs:
             owner[m] = entry
     for entry in live:
         plan = entry.plan
-        where = sources.get(plan.root, "remove_channels")
-        units = entry.units
-        amount = plan.amount
-        if isinstance(amount, float):
-            remove = round(amount * units)
-        elif plan.unit == "heads" or plan.blocks == 1:
-            remove = amount
-        else:
-            remove = amount // plan.blocks
-        total = plan.size
-        if (isinstance(amount, int) and amount >= total) or remove >= units:
-            label = "heads" if plan.unit == "heads" else "output channels"
-            raise RecipeError(
-                f"{where}.amount: {amount} would remove all {total} {label} of {plan.root}"
-            )
-        kept_units = _keep_count(units, remove, entry.width, round_to)
+        # Roots coupled together are pruned once, by the amount that removes the least.
+        requests = []
+        for root, amount in zip(plan.roots, entry.amounts):
+            remove = _units_to_remove(entry, amount)
+            if (isinstance(amount, int) and amount >= plan.size) or remove >= entry.units:
+                label = "heads" if plan.unit == "heads" else "output channels"
+                where = sources.get(root, "remove_channels")
+                raise RecipeError(
+                    f"{where}.amount: {amount} would remove all {plan.size} {label} of {root}"
+                )
+            requests.append((remove, amount))
+        remove, amount = min(requests, key=lambda r: r[0])
+        kept_units = _keep_count(entry.units, remove, _unit_width(entry), round_to)
         keep = kept_units if plan.unit == "heads" else kept_units * plan.blocks
-        entry.plan = dataclasses.replace(plan, keep=keep)
+        entry.plan = dataclasses.replace(plan, amount=amount, keep=keep)
     return live, skipped, traced
 
 
-def _smaller(a: float | int, b: float | int) -> float | int:
-    """The more conservative of two amounts given to one coupled group."""
-    if type(a) is type(b):
-        return min(a, b)
-    return a if isinstance(a, float) else b
+def _units_to_remove(entry: _Live, amount: float | int) -> int:
+    """Units an amount asks for: a fraction of the units, or a count of heads, or of
+    channels (whole positions of every block when channels go evenly per block)."""
+    if isinstance(amount, float):
+        return round(amount * entry.units)
+    if entry.plan.unit == "heads" or entry.plan.blocks == 1:
+        return amount
+    return amount // entry.plan.blocks
 
 
 def plan_removal(
@@ -1107,8 +1118,7 @@ def _choose(
             removed += _unit_width(live[gi])
     out = []
     for entry, chosen, s in zip(live, taken, scores):
-        width = entry.width if entry.plan.unit == "heads" else entry.plan.blocks
-        kept = _keep_count(entry.units, len(chosen), width, round_to)
+        kept = _keep_count(entry.units, len(chosen), _unit_width(entry), round_to)
         chosen = sorted(chosen, key=lambda u: float(s[u]))[: entry.units - kept]
         out.append(sorted(chosen))
     return out
