@@ -379,7 +379,7 @@ def test_a_removal_that_changes_what_the_model_computes_is_refused():
     model = seeded(Mixer)
     x = torch.randn(3, 4)
     plan = plan_removal(model, {"a": 0.5}, ((x,), {}))
-    with pytest.raises(UnsupportedError, match="computes something else.*removed safely"):
+    with pytest.raises(UnsupportedError, match=r"computes something else.*removed safely"):
         run(copy.deepcopy(model), plan)
 
 
@@ -636,7 +636,7 @@ def test_shapes_record_only_what_changed():
 
 def test_apply_shapes_refuses_a_record_that_does_not_fit():
     shapes = {"shapes_version": 1, "modules": {"fc9": {"type": "Linear", "tensors": {}}}}
-    with pytest.raises(ModelLoadError, match="out.secateur.json: names layer 'fc9'"):
+    with pytest.raises(ModelLoadError, match=r"out\.secateur\.json: names layer 'fc9'"):
         apply_shapes(seeded(ConvBN), shapes, source="out.secateur.json")
     shapes = {"shapes_version": 1, "modules": {"fc": {"type": "Conv2d"}}}
     with pytest.raises(
