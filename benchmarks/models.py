@@ -62,7 +62,7 @@ class CNN(nn.Module):
 
 
 def cnn() -> CNN:
-    """(a) A CNN with BatchNorm, flatten into Linear: 1.3M parameters."""
+    """(a) A CNN with BatchNorm, flatten into Linear: 2.0M parameters."""
     torch.manual_seed(0)
     return _seeded_stats(CNN())
 
@@ -99,16 +99,19 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2(nn.Module):
-    """MobileNetV2's layout (torchvision's settings) for 3x64x64 inputs: 52 Conv2d layers."""
+    """MobileNetV2's layout (torchvision's settings) for 3x64x64 inputs: 52 Conv2d layers;
+    ``width`` scales every channel count (1.0 is MobileNetV2 1.0)."""
 
     SETTINGS = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1))
     SETTINGS += ((6, 160, 3, 2), (6, 320, 1, 1))
 
-    def __init__(self, classes: int = CLASSES, last: int = 1280) -> None:
+    def __init__(self, classes: int = CLASSES, last: int = 1280, width: float = 1.0) -> None:
         super().__init__()
-        cin = 32
+        cin = max(8, int(32 * width))
+        last = max(8, int(last * width))
         blocks: list[nn.Module] = [_conv_bn(3, cin, 3, 2)]
         for expand, cout, repeats, stride in self.SETTINGS:
+            cout = max(8, int(cout * width))
             for i in range(repeats):
                 blocks.append(InvertedResidual(cin, cout, stride if i == 0 else 1, expand))
                 cin = cout
@@ -122,7 +125,8 @@ class MobileNetV2(nn.Module):
 
 
 def mobilenet() -> MobileNetV2:
-    """(b) A MobileNetV2-style stack with depthwise convolutions and skip additions."""
+    """(b) A MobileNetV2-style stack with depthwise convolutions and skip additions: 2.2M
+    parameters, 52 Conv2d layers."""
     torch.manual_seed(0)
     return _seeded_stats(MobileNetV2())
 

@@ -1331,8 +1331,7 @@ def _remove(
     mha_dims = {id(m): m.head_dim for g in live for m in g.mhas}
 
     # importance, on the untouched weights
-    if plan.importance == "taylor":
-        assert data is not None  # checked by remove_channels
+    if plan.importance == "taylor" and data is not None:  # remove_channels checked data
         _taylor_gradients(model, data)
     scores = []
     for i, entry in enumerate(live):
@@ -1350,58 +1349,76 @@ def _remove(
 
     # reference: the channels to remove zeroed, norms restricted to the kept features
     hooks: dict[int, list[Any]] = {}
-    with _quiet():
-        for gi, (entry, idxs) in enumerate(zip(live, removals)):
-            if not idxs:
-                continue
-            group = graph.get_pruning_group(entry.module, entry.fn, idxs)
-            hooks[gi] = []
-            for item in group:
-                module = item.dep.target.module
-                if not isinstance(module, nn.Module) or module not in names:
+    try:
+        with _quiet():
+            for gi, (entry, idxs) in enumerate(zip(live, removals)):
+                if not idxs:
                     continue
-                kind = _kind(item.dep.handler)
-                _mask_item(module, kind, list(item.idxs))
-                if kind in ("layernorm", "groupnorm"):
-                    hooks[gi].append(_restricted_norm(module, kind, list(item.idxs)))
-    reference = _run(model, plan.example)
-
-    total = len(live)
-    for gi, (entry, idxs) in enumerate(zip(live, removals)):
-        if should_stop():
-            raise Cancelled()
-        size = entry.plan.size
-        after = size - len(chosen[gi])
-        if idxs:
-            with _quiet():
-                graph.get_pruning_group(entry.module, entry.fn, idxs).prune()
-            for h in hooks.pop(gi, []):
+                hooks[gi] = []
+                for item in graph.get_pruning_group(entry.module, entry.fn, idxs):
+                    module = item.dep.target.module
+                    if not isinstance(module, nn.Module) or module not in names:
+                        continue
+                    kind = _kind(item.dep.handler)
+                    _mask_item(module, kind, list(item.idxs))
+                    if kind in ("layernorm", "groupnorm"):
+                        hooks[gi].append(_restricted_norm(module, kind, list(item.idxs)))
+        try:
+            reference = _run(model, plan.example)
+        except Exception as exc:
+            raise UnsupportedError(
+                f"remove_channels: the model fails with the channels to remove zeroed "
+                f"({_line(exc, 160)}); it cannot be checked"
+            ) from None
+        for gi, (entry, idxs) in enumerate(zip(live, removals)):
+            if should_stop():
+                raise Cancelled()
+            if idxs:
+                with _quiet():
+                    graph.get_pruning_group(entry.module, entry.fn, idxs).prune()
+                for h in hooks.pop(gi, []):
+                    h.remove()
+                _after_group(entry, len(chosen[gi]), mha_dims)
+                _check(model, plan.example, reference, entry, len(chosen[gi]))
+            size = entry.plan.size
+            yield GroupRemoved(
+                gi + 1,
+                len(live),
+                entry.plan.root,
+                entry.plan.unit,
+                size,
+                size - len(chosen[gi]),
+                entry.plan.layers,
+            )
+    finally:
+        for handles in hooks.values():
+            for h in handles:
                 h.remove()
-            _after_group(entry, len(chosen[gi]), mha_dims)
-            try:
-                got = _run(model, plan.example)
-            except Exception as exc:
-                raise UnsupportedError(
-                    f"remove_channels: after removing {len(chosen[gi])} {entry.plan.unit} of "
-                    f"{entry.plan.root} the model no longer runs ({_line(exc, 160)})"
-                ) from None
-            if [t.shape for t in got] != [t.shape for t in reference]:
-                raise UnsupportedError(
-                    f"remove_channels: removing {entry.plan.unit} of {entry.plan.root} changes "
-                    f"the model's output shapes ({_shapes(reference)} -> {_shapes(got)})"
-                )
-            if not _same(reference, got):
-                raise UnsupportedError(
-                    f"remove_channels: after removing {entry.plan.unit} of {entry.plan.root} "
-                    "the model computes something else than the original with those "
-                    "channels zeroed (an operation mixes channels in a way the dependency "
-                    "graph does not track); this group cannot be removed safely"
-                )
-        yield GroupRemoved(
-            gi + 1, total, entry.plan.root, entry.plan.unit, size, after, entry.plan.layers
-        )
-
     return _result(model, live, skipped, before, heads_before, mha_before, touched)
+
+
+def _check(
+    model: nn.Module, example: Example, reference: list[torch.Tensor], entry: _Live, removed: int
+) -> None:
+    """The model, one more group removed, must still give the reference outputs."""
+    what = f"{removed} {entry.plan.unit} of {entry.plan.root}"
+    try:
+        got = _run(model, example)
+    except Exception as exc:
+        raise UnsupportedError(
+            f"remove_channels: after removing {what} the model no longer runs ({_line(exc, 160)})"
+        ) from None
+    if [t.shape for t in got] != [t.shape for t in reference]:
+        raise UnsupportedError(
+            f"remove_channels: removing {what} changes the model's output shapes "
+            f"({_shapes(reference)} -> {_shapes(got)})"
+        )
+    if not _same(reference, got):
+        raise UnsupportedError(
+            f"remove_channels: after removing {what} the model computes something else than "
+            "the original with those channels zeroed (an operation mixes channels in a way "
+            "the dependency graph does not track); this group cannot be removed safely"
+        )
 
 
 def _shapes(outputs: list[torch.Tensor]) -> str:

@@ -30,6 +30,16 @@ from core.structural import (
 
 
 # ----------------------------------------------------------------------------- helpers
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One thread: on a shared 2-core machine a busy neighbour makes every parallel region
+    wait for a time slice (milliseconds per op for these tiny models)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def run(model: nn.Module, plan, **kwargs) -> tuple[list[GroupRemoved], RemovalResult]:
     events = []
     gen = remove_channels(model, plan, **kwargs)
@@ -276,6 +286,33 @@ def test_grouped_conv_loses_channels_evenly_in_every_group():
     assert_same(outputs(work, x), outputs(model, x))
 
 
+def test_torch_pruning_alone_mixes_multihead_attention_heads():
+    """Why nn.MultiheadAttention loses positions evenly per head (Torch-Pruning #196): given
+    two channels of one head, Torch-Pruning's pruner runs and computes something else than
+    the attention with those channels zeroed (heads mix, and the softmax scale changes)."""
+    import torch_pruning as tp
+
+    torch.manual_seed(0)
+    mha = nn.MultiheadAttention(8, 2, batch_first=True).eval()
+    x = torch.randn(1, 5, 8)
+    dead = [0, 1]  # both in head 0
+    masked = copy.deepcopy(mha)
+    with torch.no_grad():
+        rows = dead + [d + 8 for d in dead] + [d + 16 for d in dead]
+        masked.in_proj_weight[rows] = 0
+        masked.in_proj_weight[:, dead] = 0
+        masked.in_proj_bias[rows] = 0
+        masked.out_proj.weight[dead] = 0
+        masked.out_proj.weight[:, dead] = 0
+        masked.out_proj.bias[dead] = 0
+        expected = masked(x, x, x)[0][..., 2:]
+    tp.prune_multihead_attention_out_channels(mha, dead)
+    assert (mha.embed_dim, mha.num_heads, mha.head_dim) == (6, 2, 3)
+    with torch.no_grad():
+        got = mha(x[..., 2:], x[..., 2:], x[..., 2:])[0]
+    assert not torch.allclose(got, expected, atol=1e-3)
+
+
 def test_torch_pruning_alone_breaks_uneven_grouped_removal():
     """Why blocks exist (Torch-Pruning #328): removing two channels of one group of a
     grouped conv's input straight through Torch-Pruning fails (or would compute something
@@ -384,13 +421,38 @@ def test_a_removal_that_changes_what_the_model_computes_is_refused():
 
 
 # ----------------------------------------------------------------------------- benchmark models
-@pytest.mark.parametrize("name", ["cnn", "mobilenet", "bert", "bert_mha"])
-def test_benchmark_models_halve_and_keep_output_shapes(name):
-    model = models.BUILDERS[name]()
-    x = models.example_input(name)
-    kinds = (nn.Linear, nn.Conv2d, nn.MultiheadAttention)
-    roots = {n: 0.5 for n, m in model.named_modules() if isinstance(m, kinds)}
-    work, plan, result = prune(model, roots, x)
+def small_cnn() -> nn.Module:
+    torch.manual_seed(0)
+    return models.CNN(widths=(8, 16, 16, 16)).eval()
+
+
+def small_mobilenet() -> nn.Module:
+    torch.manual_seed(0)
+    return models.MobileNetV2(width=0.25, last=256).eval()
+
+
+def small_bert(mha: bool = False) -> nn.Module:
+    torch.manual_seed(0)
+    return models.Encoder(mha=mha, dim=32, num_heads=4, ffn=64, layers=2, vocab=64).eval()
+
+
+# The benchmark models' architectures at test sizes, with an input batch of two.
+SMALL = {
+    "cnn": (small_cnn, lambda: models.example_input("cnn", 2)),
+    "mobilenet": (small_mobilenet, lambda: models.example_input("mobilenet", 2)),
+    "bert": (small_bert, lambda: models.example_input("bert", 2) % 64),
+    "bert_mha": (lambda: small_bert(True), lambda: models.example_input("bert", 2) % 64),
+}
+KINDS = (nn.Linear, nn.Conv2d, nn.MultiheadAttention)
+
+
+@pytest.mark.parametrize("name", list(SMALL))
+def test_benchmark_architectures_halve_and_keep_output_shapes(name):
+    build, example = SMALL[name]
+    model = build()
+    x = example()
+    roots = {n: 0.5 for n, m in model.named_modules() if isinstance(m, KINDS)}
+    work, plan, result = prune(model, roots, x[:1])
     assert outputs(work, x).shape == outputs(model, x).shape
     assert count(work) / count(model) < 0.35
     assert set(plan.skipped) <= {"classifier", "fc2"}
@@ -401,18 +463,30 @@ def test_benchmark_models_halve_and_keep_output_shapes(name):
 def test_mobilenet_has_depthwise_and_skip_additions():
     model = models.mobilenet()
     assert sum(isinstance(m, nn.Conv2d) for m in model.modules()) >= 50
-    plan = plan_removal(
-        model, {"features.3.conv.2": 0.5}, ((models.example_input("mobilenet"),), {})
-    )
+    x = models.example_input("mobilenet")
+    plan = plan_removal(model, {"features.3.conv.2": 0.5, "features.3.conv.0.0": 0.5}, ((x,), {}))
     # the projection of a block with a skip addition is coupled with its stage's others
-    assert {"features.2.conv.2", "features.3.conv.2"} <= set(plan.groups[0].layers)
+    assert {"features.2.conv.2", "features.3.conv.2"} <= set(
+        plan.group_of("features.3.conv.2").layers
+    )
+    # the expansion's channels go through the depthwise conv into the projection
+    roles = {c.name: c.role for c in plan.group_of("features.3.conv.0.0").coupled}
+    assert roles["features.3.conv.1.0"] == "depthwise channels"
+    assert roles["features.3.conv.2"] == "input channels"
 
 
 # ----------------------------------------------------------------------------- skips, refusals
 def test_layer_whose_outputs_are_the_model_outputs_is_skipped():
-    plan = plan_removal(seeded(ConvBN), {"out": 0.5, "fc": 0.5}, ((image(),), {}))
+    model = seeded(ConvBN)
+    plan = plan_removal(model, {"out": 0.5, "fc": 0.5}, ((image(),), {}))
     assert plan.skipped["out"] == "its outputs are the model's outputs"
     assert [g.root for g in plan.groups] == ["fc"]
+    only = plan_removal(model, {"out": 0.5}, ((image(),), {}))
+    events, result = run(copy.deepcopy(model), only)
+    assert events == [] and only.groups == ()
+    out = row(result, "out")
+    assert out.skipped == "its outputs are the model's outputs"
+    assert out.shape_before == out.shape_after == (3, 12)
 
 
 def test_residual_stream_that_is_the_output_is_skipped():
@@ -575,32 +649,13 @@ def test_plan_and_removal_leave_the_original_alone():
 
 
 # ----------------------------------------------------------------------------- saving
-def small_cnn() -> nn.Module:
-    torch.manual_seed(0)
-    return models.CNN(widths=(8, 16, 16, 16)).eval()
-
-
-def small_bert(mha: bool = False) -> nn.Module:
-    torch.manual_seed(0)
-    return models.Encoder(mha=mha, dim=32, num_heads=4, ffn=64, layers=2).eval()
-
-
-SMALL = {
-    "cnn": (small_cnn, lambda: models.example_input("cnn", 2)),
-    "mobilenet": (models.mobilenet, lambda: models.example_input("mobilenet", 2)),
-    "bert": (small_bert, lambda: models.example_input("bert", 2)),
-    "bert_mha": (lambda: small_bert(True), lambda: models.example_input("bert", 2)),
-}
-
-
 def save_and_rebuild(name: str, device: str) -> None:
     """Prune, save the state dict, rebuild the architecture (as --arch does) on ``device``,
     resize it from the JSON shapes record, load strictly, compare outputs."""
     build, example = SMALL[name]
     model = build()
     x = example()
-    kinds = (nn.Linear, nn.Conv2d, nn.MultiheadAttention)
-    roots = {n: 0.5 for n, m in model.named_modules() if isinstance(m, kinds)}
+    roots = {n: 0.5 for n, m in model.named_modules() if isinstance(m, KINDS)}
     work, _, _ = prune(model, roots, x[:1])
     shapes = json.loads(json.dumps(shapes_of(work, build())))
     buf = io.BytesIO()
