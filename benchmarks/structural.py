@@ -40,7 +40,7 @@ import torch
 from torch import nn
 
 from benchmarks import models
-from benchmarks.common import Figure, Target, alternate, median
+from benchmarks.common import Figure, Target, alternate, median, wait_for_quiet
 from core.structural import apply_shapes, plan_removal, remove_channels, shapes_of
 
 CASES = (
@@ -162,9 +162,10 @@ def _figure(tiny: bool) -> Figure:
             "round trip",
             "groups / skipped",
             "prune s",
+            "noise",
         ],
         ratios=["params", "state dict", "latency b1", "latency b32"],
-        formats={"b1 ms (orig)": ".2f", "prune s": ".2f"},
+        formats={"b1 ms (orig)": ".2f", "prune s": ".2f", "noise": ".2f"},
         intro=(
             "Every Linear, Conv2d and nn.MultiheadAttention of each model is a root of "
             "`remove_channels` with amount 0.5 (l2 importance, layer scope); coupled layers "
@@ -173,7 +174,9 @@ def _figure(tiny: bool) -> Figure:
             "models and divides the medians. Round trip: the pruned model saved as a state "
             "dict (rebuilt from `--arch` on the meta device, resized by `apply_shapes` from "
             "the JSON record), as a torch.export .pt2 (dynamic batch, run at batch 1 and 32) "
-            "and as a pickle, reloaded and compared with the pruned model in memory."
+            "and as a pickle, reloaded and compared with the pruned model in memory (max abs "
+            "error). Noise: the parallel-region probe of `benchmarks/common.py` just before "
+            "timing (about 1 on a quiet machine; the run waits up to 90 s for quiet)."
         ),
     )
     budget = 0.3 if tiny else 4.0
@@ -193,6 +196,7 @@ def _figure(tiny: bool) -> Figure:
             size, trips = round_trips(name, pruned, folder, [x1, x32])
             torch.save(model.state_dict(), folder / "original.pt")
             size_ratio = size / (folder / "original.pt").stat().st_size
+            probe = wait_for_quiet(0 if tiny else 90)
             b1, ms1, _ = latency_ratio(model, pruned, x1, budget)
             b32, _, _ = latency_ratio(model, pruned, x32, budget)
             trip = ", ".join(
@@ -213,6 +217,7 @@ def _figure(tiny: bool) -> Figure:
                     "round trip": ("ok: " if trips_ok else "FAILED: ") + trip,
                     "groups / skipped": f"{len(plan.groups)} / {', '.join(plan.skipped)}",
                     "prune s": seconds,
+                    "noise": probe["ratio"],
                 },
             )
             short = label.split(")")[0] + ")"

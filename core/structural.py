@@ -43,7 +43,6 @@ import contextlib
 import copy
 import dataclasses
 import math
-import warnings
 from collections.abc import Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
@@ -340,17 +339,6 @@ def _plain_float(tensor: Any) -> bool:
     )
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """Torch-Pruning's own chatter while tracing and pruning (it is verbose=False already);
-    torch's legacy-constructor notice from its ``torch.LongTensor(keep_idxs)`` calls."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*Unwrapped parameters detected.*")
-        warnings.filterwarnings("ignore", message=r".*Unknown operation.*")
-        warnings.filterwarnings("ignore", message=r".*legacy constructor.*")
-        yield
-
-
 def _trainable_copy(model: nn.Module) -> nn.Module:
     """New module objects and new Parameter objects over the same storage: tracing needs
     gradients, and this leaves the caller's model (and its requires_grad flags) alone."""
@@ -433,7 +421,7 @@ def _trace(model: nn.Module, example: Example) -> _Traced:
 
     label = type(model).__name__
     try:
-        with torch.inference_mode(False), torch.enable_grad(), _quiet():
+        with torch.inference_mode(False), torch.enable_grad():
             graph = tp.DependencyGraph().build_dependency(
                 model, example_inputs=example, forward_fn=forward, verbose=False
             )
@@ -901,8 +889,7 @@ def _analyse(
             continue
         fn = _root_fn(module)
         size = _out_size(module)
-        with _quiet():
-            items = list(graph.get_pruning_group(module, fn, list(range(size))))
+        items = list(graph.get_pruning_group(module, fn, list(range(size))))
         outs = [
             it.dep.target.module
             for it in items
@@ -1350,19 +1337,18 @@ def _remove(
     # reference: the channels to remove zeroed, norms restricted to the kept features
     hooks: dict[int, list[Any]] = {}
     try:
-        with _quiet():
-            for gi, (entry, idxs) in enumerate(zip(live, removals)):
-                if not idxs:
+        for gi, (entry, idxs) in enumerate(zip(live, removals)):
+            if not idxs:
+                continue
+            hooks[gi] = []
+            for item in graph.get_pruning_group(entry.module, entry.fn, idxs):
+                module = item.dep.target.module
+                if not isinstance(module, nn.Module) or module not in names:
                     continue
-                hooks[gi] = []
-                for item in graph.get_pruning_group(entry.module, entry.fn, idxs):
-                    module = item.dep.target.module
-                    if not isinstance(module, nn.Module) or module not in names:
-                        continue
-                    kind = _kind(item.dep.handler)
-                    _mask_item(module, kind, list(item.idxs))
-                    if kind in ("layernorm", "groupnorm"):
-                        hooks[gi].append(_restricted_norm(module, kind, list(item.idxs)))
+                kind = _kind(item.dep.handler)
+                _mask_item(module, kind, list(item.idxs))
+                if kind in ("layernorm", "groupnorm"):
+                    hooks[gi].append(_restricted_norm(module, kind, list(item.idxs)))
         try:
             reference = _run(model, plan.example)
         except Exception as exc:
@@ -1374,8 +1360,7 @@ def _remove(
             if should_stop():
                 raise Cancelled()
             if idxs:
-                with _quiet():
-                    graph.get_pruning_group(entry.module, entry.fn, idxs).prune()
+                graph.get_pruning_group(entry.module, entry.fn, idxs).prune()
                 for h in hooks.pop(gi, []):
                     h.remove()
                 _after_group(entry, len(chosen[gi]), mha_dims)
