@@ -420,6 +420,43 @@ def test_a_removal_that_changes_what_the_model_computes_is_refused():
         run(copy.deepcopy(model), plan)
 
 
+def test_a_channel_shuffle_is_refused_not_silently_wrong():
+    class Shuffle(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.a = nn.Conv2d(3, 8, 1)
+            self.b = nn.Conv2d(8, 4, 1)
+            self.out = nn.Linear(4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.a(x)
+            n, c, height, width = h.shape
+            h = h.view(n, 2, c // 2, height, width).transpose(1, 2).reshape(n, c, height, width)
+            return self.out(self.b(h).mean((2, 3)))
+
+    model = seeded(Shuffle)
+    plan = plan_removal(model, {"a": 0.5}, ((image(),), {}))
+    assert plan.groups[0].root == "a"  # the dependency graph sees an ordinary coupling
+    with pytest.raises(UnsupportedError, match="after removing 4 channels of a the model computes"):
+        run(copy.deepcopy(model), plan)
+
+
+def test_a_forward_with_hard_coded_sizes_is_refused():
+    class Hard(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.c = nn.Conv2d(3, 8, 3, padding=1)
+            self.fc = nn.Linear(8 * 4 * 4, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.fc(self.c(x).view(-1, 8 * 4 * 4))
+
+    model = seeded(Hard)
+    plan = plan_removal(model, {"c": 0.5}, ((image(),), {}))
+    with pytest.raises(UnsupportedError, match="of c the model no longer runs"):
+        run(copy.deepcopy(model), plan)
+
+
 # ----------------------------------------------------------------------------- benchmark models
 def small_cnn() -> nn.Module:
     torch.manual_seed(0)
