@@ -234,15 +234,16 @@ def test_removed_channels_that_contribute_nothing_leave_outputs_unchanged():
 def test_residual_depthwise_and_concatenation_follow_exactly():
     model = seeded(Residual)
     x = image(size=6)
-    # stem channels 0, 5 and side channels 1, 2 contribute nothing downstream
+    # stem channels 0, 5 and side channels 1, 2 carry nothing: every weight on them is zero
     with torch.no_grad():
-        model.stem.weight[[0, 5]] = 0
-        model.stem.bias[[0, 5]] = 0
-        model.branch.weight[[0, 5]] = 0
-        model.branch.bias[[0, 5]] = 0
-        model.dw.bias[[0, 5]] = 0
+        for conv in (model.stem, model.branch, model.dw):
+            conv.weight[[0, 5]] = 0
+            conv.bias[[0, 5]] = 0
+        model.branch.weight[:, [0, 5]] = 0
+        model.side.weight[:, [0, 5]] = 0
         model.side.weight[[1, 2]] = 0
         model.side.bias[[1, 2]] = 0
+        model.mix.weight[:, [0, 5, 9, 10]] = 0
     plan = plan_removal(model, {"stem": 2, "side": 2, "branch": 0.5}, ((x,), {}))
     stem = plan.group_of("stem")
     assert stem.roots == ("stem", "branch")  # branch's output is added to stem's
@@ -275,11 +276,12 @@ def test_grouped_conv_after_a_concatenation_is_skipped():
 def test_grouped_conv_loses_channels_evenly_in_every_group():
     model = seeded(Grouped)
     x = image(size=5)
-    # channels 0 and 4 are the same position (0) in groups 0..3 of size 2: make them dead
+    # channels 0, 2, 4, 6 are position 0 of each of the 4 groups of 2 channels: dead
     dead = [0, 2, 4, 6]
     with torch.no_grad():
         model.a.weight[dead] = 0
         model.a.bias[dead] = 0
+        model.g.weight[:, 0] = 0
     work, plan, _ = prune(model, {"a": 0.5}, x)
     assert plan.groups[0].blocks == 4
     assert work.g.in_channels == 4 and work.g.groups == 4 and work.g.weight.shape[1] == 1
@@ -382,8 +384,10 @@ def test_multihead_attention_shrinks_evenly_per_head_and_keeps_what_it_computes(
         model.embed.bias[dead] = 0
         rows = dead + [d + dim for d in dead] + [d + 2 * dim for d in dead]
         model.mha.in_proj_weight[rows] = 0
+        model.mha.in_proj_weight[:, dead] = 0
         model.mha.in_proj_bias[rows] = 0
         model.mha.out_proj.weight[dead] = 0
+        model.mha.out_proj.weight[:, dead] = 0
         model.mha.out_proj.bias[dead] = 0
         model.out.weight[:, dead] = 0
     work, plan, result = prune(model, {"mha": 4}, x)
