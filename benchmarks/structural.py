@@ -42,7 +42,8 @@ from torch import nn
 
 from benchmarks import models
 from benchmarks.common import Figure, Target, alternate, median, wait_for_quiet
-from core.structural import apply_shapes, plan_removal, remove_channels, shapes_of
+from core.shapes import apply_shapes, shapes_of
+from core.structural import plan_removal, remove_channels
 
 CASES = (
     ("cnn", "(a) CNN + BatchNorm", 0.5),

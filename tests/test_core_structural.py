@@ -19,14 +19,8 @@ from torch import nn
 
 from benchmarks import models
 from core.errors import Cancelled, DataError, ModelLoadError, RecipeError, UnsupportedError
-from core.structural import (
-    GroupRemoved,
-    RemovalResult,
-    apply_shapes,
-    plan_removal,
-    remove_channels,
-    shapes_of,
-)
+from core.shapes import apply_shapes, shapes_of
+from core.structural import GroupRemoved, RemovalResult, plan_removal, remove_channels
 
 
 # ----------------------------------------------------------------------------- helpers
