@@ -40,7 +40,7 @@ def artifact_bytes(result: Any, folder: Path, name: str, sample: tuple[int, ...]
     """Save as a state dict (the CLI default for state-dict inputs); file + sidecar bytes."""
     path = folder / f"{name}.pt"
     outcome = save_model(
-        result.model, path, "state_dict", random_data((1, *sample)), quantized=result.quantized
+        result.model, path, "state_dict", random_data((1, *sample)), sidecar=result.sidecar
     )
     total = outcome.file_bytes
     if outcome.sidecar is not None:

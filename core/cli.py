@@ -27,7 +27,7 @@ from core.memory import estimate
 from core.parser import parse
 from core.plan import Plan
 from core.recipe import Quantize, Recipe, dump_recipe, load_recipe
-from core.report import Report, format_value
+from core.report import Report, format_value, shape_text
 from core.schemes import CANDIDATES
 from core.sensitivity import SweepSettings, allocate, predicted, recipe_from_amounts
 from core.tasks import (
@@ -251,11 +251,12 @@ def print_sensitivity(
     if scheme:
         rows[0] = (*rows[0], scheme)
     for row in payload["layers"]:
+        skipped = bool(row.get("skipped"))
         cells = (
             row["name"],
             row["type"],
             f"{row['parameters']:,}",
-            *[f"{p['metric']:.4f}" for p in row["points"]],
+            *["skipped" if skipped else f"{p['metric']:.4f}" for p in row["points"]],
         )
         if scheme:
             q = row.get("quantized") or {}
@@ -267,6 +268,9 @@ def print_sensitivity(
         file=stream,
     )
     print_table(rows, stream)
+    for row in payload["layers"]:
+        if row.get("skipped"):
+            print(f"{row['name']}: skipped ({row['skipped']})", file=stream)
 
 
 # --------------------------------------------------------------------------------- plan
@@ -439,12 +443,16 @@ def print_summary(report: Report, stream: TextIO) -> None:
         print(f"round trip: {report.round_trip_text()}", file=stream)
     touched = report.touched_layers()
     if touched:
-        table = [("layer", "type", "sparsity before", "after", "quantization")]
+        reshaped = any(layer.reshaped for layer in touched)
+        head = ("layer", "type", *(("weight shape",) if reshaped else ()))
+        table = [(*head, "sparsity before", "after", "quantization")]
         for layer in touched:
+            shape = (shape_text(layer.shape_before, layer.shape_after),) if reshaped else ()
             table.append(
                 (
                     layer.name,
                     layer.type,
+                    *shape,
                     format_value(layer.sparsity_before, "frac", MISSING),
                     format_value(layer.sparsity_after, "frac", MISSING),
                     layer.quantization

@@ -36,7 +36,9 @@ from core.progress import Progress, never, run
 from core.pruning import Pruner, make_permanent, plan_pruning
 from core.quantization import QuantPlan, apply_to_layer, check_machine, describe, plan_quantization
 from core.recipe import Recipe
+from core.removal import ChannelRemoval, plan_channels, run_removal, split
 from core.report import LayerRow, Numbers, Report
+from core.shapes import shapes_of
 
 __all__ = ["CompressionResult", "Progress", "compress", "copy_model", "run"]
 
@@ -47,7 +49,7 @@ DEFAULT_INPUT_SHAPE_NOTE = "give evaluation data or an input shape to measure la
 class CompressionResult:
     model: nn.Module
     report: Report
-    quantized: dict[str, Any] | None
+    sidecar: dict[str, Any] | None  # what rebuilds a saved state dict (quantized layers, shapes)
     eval_data: Dataset | None
     notes: list[str] = field(default_factory=list)
 
@@ -90,9 +92,10 @@ def compress(
     source = recipe.source
 
     # --- plan: every pattern is checked against the model before any work starts
-    prune_plan = plan_pruning(original, recipe.prune, source) if recipe.prune else {}
     if not recipe.is_empty():
         loaded.require_eager()
+    prune_plan = plan_pruning(original, recipe.prune, source) if recipe.prune else {}
+    prune_plan, removes = split(prune_plan)
     auto = recipe.auto_quantize
     quant_plan = QuantPlan()
     auto_layers: list[str] = []
@@ -116,6 +119,7 @@ def compress(
     eval_data = data
     if eval_data is None and input_shape is not None:
         eval_data = random_data(input_shape)
+    channels = plan_channels(original, removes, eval_data, source) if removes else None
     if auto is not None and eval_data is None:
         raise RecipeError(
             f"{source}: quantize.scheme: auto measures every candidate on this machine: give "
@@ -128,7 +132,7 @@ def compress(
         )
 
     measure = not skip_metrics and eval_data is not None
-    n_prune = len(prune_plan)
+    n_prune = len(prune_plan) + (channels.steps if channels else 0)
     n_quant = len(auto_layers) if auto is not None else len(quant_plan.layers)
     n_epochs = recipe.finetune.epochs if recipe.finetune else 0
     n_plan = step_count(auto_layers, plan_settings) if plan_settings is not None else 0
@@ -171,7 +175,16 @@ def compress(
         lat_args, lat_kwargs, _ = eval_data.slice(0, min(latency_batch, len(eval_data)))
     timings["metrics"] += time.perf_counter() - t0
 
-    # --- prune, fine-tune, quantize
+    # --- remove channels (shapes change: first), prune, fine-tune, quantize
+    shapes = None
+    if channels is not None:
+        t0 = time.perf_counter()
+        yield from _forward(
+            run_removal(model, channels, train_data or eval_data, should_stop), tick
+        )
+        timings["prune"] += time.perf_counter() - t0
+        shapes = shapes_of(model, original)
+        notes.extend(channels.notes)
     pruner = Pruner(model, prune_plan, hold_masks=not streaming)
 
     def prune_step(name: str, fold: bool = False, suffix: str = "") -> Progress:
@@ -296,7 +309,9 @@ def compress(
             torch.set_num_threads(saved_threads)
     timings["metrics"] += time.perf_counter() - t0
 
-    layers = _layer_rows(original, model, before_sparsity, after_sparsity, prune_plan, quant_plan)
+    layers = _layer_rows(
+        original, model, before_sparsity, after_sparsity, prune_plan, quant_plan, channels
+    )
     report = Report(
         model={"source": loaded.source, "format": loaded.format, "class": loaded.class_name},
         recipe=recipe.to_dict(),
@@ -317,7 +332,10 @@ def compress(
     report.finetune = finetune_report
     report.plan = plan_report
     yield tick("done", "done")
-    return CompressionResult(model, report, quant_plan.sidecar(), eval_data, notes)
+    sidecar = quant_plan.sidecar() or {}
+    if shapes is not None and shapes["modules"]:
+        sidecar = {"secateur_sidecar": 1, **sidecar, "shapes": shapes}
+    return CompressionResult(model, report, sidecar or None, eval_data, notes)
 
 
 def _forward(
@@ -339,14 +357,34 @@ def _layer_rows(
     after: dict[str, float],
     prune_plan: dict,
     quant_plan: QuantPlan,
+    channels: ChannelRemoval | None,
 ) -> list[LayerRow]:
+    """One row per layer with a weight (and per selected layer): what each step did, and the
+    weight's shape before and after (they differ where channels were removed)."""
+    changed = {row["name"]: row for row in channels.rows} if channels else {}
+    roots = (
+        {r: g for plan in channels.plans for g in plan.groups for r in g.roots} if channels else {}
+    )
+    shapes_after = {info.name: info.weight_shape for info in inventory(model, measure=False)}
     rows = []
     for info in inventory(original, measure=False):
         name = info.name
-        if name not in before and name not in prune_plan and name not in quant_plan.skipped:
+        change = changed.get(name)
+        if (
+            name not in before
+            and name not in prune_plan
+            and name not in quant_plan.skipped
+            and change is None
+        ):
             continue
         plan = prune_plan.get(name)
         q = quant_plan.layers.get(name)
+        pruning = plan.rule.method if plan else None
+        amount = plan.rule.amount if plan else None
+        if name in roots:
+            pruning, amount = "remove_channels", roots[name].amount
+        skipped = quant_plan.skipped.get(name) or (change or {}).get("skipped")
+        shape_after = shapes_after.get(name)
         rows.append(
             LayerRow(
                 name=name,
@@ -354,10 +392,14 @@ def _layer_rows(
                 parameters=info.parameters,
                 sparsity_before=before.get(name),
                 sparsity_after=after.get(name),
-                pruning=plan.rule.method if plan else None,
-                prune_amount=plan.rule.amount if plan else None,
+                pruning=pruning,
+                prune_amount=amount,
                 quantization=describe(q) if q is not None else None,
-                skipped=quant_plan.skipped.get(name),
+                skipped=skipped,
+                shape_before=list(info.weight_shape) if info.weight_shape else None,
+                shape_after=list(shape_after) if shape_after else None,
+                parameters_after=(change or {}).get("parameters_after", info.parameters),
+                removal=(change or {}).get("detail") or (change or {}).get("role"),
             )
         )
     return rows

@@ -44,6 +44,7 @@ from core.errors import (
 )
 from core.quantization import apply_to_layer
 from core.recipe import Quantize
+from core.shapes import apply_shapes
 
 ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
@@ -361,29 +362,35 @@ def _from_state_dict(state: dict[str, torch.Tensor], path: Path, arch: str | Non
             "--arch FILE.py:callable"
         )
     notes: list[str] = []
-    sidecar = sidecar_path(path)
-    if sidecar.exists():
-        notes.append(f"rebuilt quantized layers from {sidecar.name}")
+    side = sidecar_path(path)
+    sidecar = read_sidecar(side) if side.exists() else None
+    if sidecar is not None:
+        if sidecar.shapes:
+            count = len(sidecar.shapes.get("modules", {}))
+            notes.append(f"resized {count} layers (channels removed) from {side.name}")
+        if sidecar.rules:
+            notes.append(f"rebuilt quantized layers from {side.name}")
     if not any(k.endswith("_mask") for k in state):
-        fast = _load_on_meta(arch, state, sidecar if sidecar.exists() else None)
+        fast = _load_on_meta(arch, state, sidecar)
         if fast is not None:
             return LoadedModel(fast.eval(), str(path), "state_dict", path, arch, notes)
     model = build_arch(arch)
-    if sidecar.exists():
-        _apply_sidecar(model, sidecar)
+    if sidecar is not None:
+        sidecar.rebuild(model)
     _restore_masks(model, state)
     load_state_strict(model, state, name)
     return LoadedModel(model.eval(), str(path), "state_dict", path, arch, notes)
 
 
-def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.Module | None:
+def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Sidecar | None) -> nn.Module | None:
     """Build the architecture without allocating weights and adopt the loaded tensors.
 
     Halves the peak memory of opening a large state dict (no random init to overwrite).
-    Quantized layers named by a sidecar are materialised one at a time, quantized, and
-    then take their integer weights from the file. Returns None when the architecture does
-    not build on the meta device or leaves a tensor uninitialised (a buffer not in the
-    state dict); the caller then builds normally and reports any mismatch in full.
+    Layers a sidecar resizes get their recorded shapes on the meta device; quantized layers
+    it names are materialised one at a time, quantized, and then take their integer weights
+    from the file. Returns None when the architecture does not build on the meta device or
+    leaves a tensor uninitialised (a buffer not in the state dict); the caller then builds
+    normally and reports any mismatch in full.
     """
     func = resolve_arch(arch)
     try:
@@ -392,9 +399,7 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
         if not isinstance(model, nn.Module):
             return None
         if sidecar is not None:
-            for layer, module, quant in _sidecar_layers(model, sidecar):
-                module.to_empty(device="cpu", recurse=False)
-                apply_to_layer(model, module, layer, quant)
+            sidecar.rebuild(model, materialize=True)
     except Exception:
         return None
     own = model.state_dict()
@@ -413,34 +418,51 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
     return model
 
 
-def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Quantize]]:
-    """The quantized layers a sidecar names, each with its rule. ``layers`` maps each layer
-    to its scheme, backend and granularity (or, as first written, lists the layers that all
-    take the one ``quantize`` rule)."""
+@dataclass
+class Sidecar:
+    """What ``OUT.secateur.json`` says about a saved state dict: the shapes of layers whose
+    channels were removed, and each quantized layer's rule."""
+
+    name: str
+    rules: dict[str, Quantize]
+    shapes: dict[str, Any] | None
+
+    def rebuild(self, model: nn.Module, materialize: bool = False) -> None:
+        """Resize, then quantize, the layers of a freshly built architecture."""
+        if self.shapes:
+            apply_shapes(model, self.shapes, self.name)
+        modules = dict(model.named_modules())
+        for layer, quant in self.rules.items():
+            if layer not in modules:
+                raise ModelLoadError(f"{self.name}: names layer {layer!r}, which the model lacks")
+            module = modules[layer]
+            if materialize:
+                module.to_empty(device="cpu", recurse=False)
+            apply_to_layer(model, module, layer, quant)
+
+
+def read_sidecar(path: Path) -> Sidecar:
+    """Read and check a sidecar. ``layers`` maps each quantized layer to its scheme, backend
+    and granularity (or, as first written, lists the layers that all take the one
+    ``quantize`` rule); ``shapes`` is ``core.shapes.shapes_of``'s record."""
     try:
-        data = json.loads(sidecar.read_text(encoding="utf-8"))
-        layers = data["layers"]
+        data = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("secateur_sidecar") != 1:
+            raise ValueError("not a Secateur sidecar (secateur_sidecar: 1)")
+        layers = data.get("layers") or {}
         if isinstance(layers, dict):
-            rules = {name: Quantize.model_validate(q) for name, q in layers.items()}
-        else:
+            rules = {str(name): Quantize.model_validate(q) for name, q in layers.items()}
+        elif isinstance(layers, list):
             quant = Quantize.model_validate(data["quantize"])
-            rules = {name: quant for name in layers}
+            rules = {str(name): quant for name in layers}
+        else:
+            raise ValueError(f"layers is a {type(layers).__name__}")
+        shapes = data.get("shapes")
+        if shapes is not None and not isinstance(shapes, dict):
+            raise ValueError(f"shapes is a {type(shapes).__name__}")
     except Exception as exc:
-        raise ModelLoadError(
-            f"{sidecar.name}: damaged Secateur sidecar ({first_line(exc)})"
-        ) from None
-    modules = dict(model.named_modules())
-    out = []
-    for layer, quant in rules.items():
-        if layer not in modules:
-            raise ModelLoadError(f"{sidecar.name}: names layer {layer!r}, which the model lacks")
-        out.append((layer, modules[layer], quant))
-    return out
-
-
-def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
-    for layer, module, quant in _sidecar_layers(model, sidecar):
-        apply_to_layer(model, module, layer, quant)
+        raise ModelLoadError(f"{path.name}: damaged Secateur sidecar ({first_line(exc)})") from None
+    return Sidecar(path.name, rules, shapes)
 
 
 def _restore_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

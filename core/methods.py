@@ -28,14 +28,15 @@ global ones get the weights of every layer their rule selects."""
 
 @dataclass(frozen=True)
 class PruneMethod:
-    """One pruning method. ``scope`` is "layer" (each layer on its own) or "global" (one
-    ranking across every layer a rule selects); ``unit`` is what a count amount counts;
-    ``options`` are the rule's extra fields the method reads (``n``, ``dim``)."""
+    """One pruning method. ``keep`` gives its masks (None: the method removes channels
+    instead of zeroing weights, ``core.structural``). ``scope`` is "layer" (each layer on
+    its own) or "global" (one ranking across every layer a rule selects); ``unit`` is what a
+    count amount counts; ``options`` are the rule's extra fields the method reads."""
 
     name: str
     label: str
     tooltip: str
-    keep: KeepFn
+    keep: KeepFn | None
     unit: str = "elements"
     options: tuple[str, ...] = ()
     scope: str = "layer"
@@ -44,7 +45,18 @@ class PruneMethod:
     @property
     def structured(self) -> bool:
         """True when whole slices along ``dim`` (channels) are zeroed together."""
-        return self.unit == "channels"
+        return "dim" in self.options
+
+    @property
+    def removes(self) -> bool:
+        """True when channels are physically removed (shapes change), not zeroed."""
+        return self.keep is None
+
+
+# remove_channels: how channels are ranked, and whether one ranking spans the layers.
+IMPORTANCES: tuple[str, ...] = ("l1", "l2", "taylor", "random")
+CHANNEL_SCOPES: tuple[str, ...] = ("layer", "global")
+REMOVE_CHANNELS = "remove_channels"
 
 
 _CHUNK = 1 << 18
@@ -166,6 +178,15 @@ PRUNE_METHODS: Registry[PruneMethod] = Registry(
             _l1,
             scope="global",
             sweepable=False,
+        ),
+        PruneMethod(
+            REMOVE_CHANNELS,
+            "Remove channels",
+            "Physically remove whole output channels, neurons and heads, and shrink every "
+            "coupled layer with them: a smaller file and a faster forward",
+            None,
+            unit="channels",
+            options=("importance", "scope", "round_to"),
         ),
     ],
 )

@@ -25,7 +25,7 @@ from pydantic import (
 
 from core.atomic import atomic_write_bytes
 from core.errors import RecipeError
-from core.methods import PRUNE_METHODS
+from core.methods import CHANNEL_SCOPES, IMPORTANCES, PRUNE_METHODS
 from core.schemes import BACKENDS, CANDIDATES, DEFAULT_BACKEND, GRANULARITIES, KEEP_FLOAT, SCHEMES
 
 RECIPE_VERSION = 1
@@ -64,6 +64,18 @@ class PruneRule(_Strict):
     n: int | float | str = 2
     dim: int = 0
     permanent: bool = True
+    # method: remove_channels only (defaults: importance l2, scope layer, round_to 1)
+    importance: Literal[IMPORTANCES] | None = None  # type: ignore[valid-type]
+    scope: Literal[CHANNEL_SCOPES] | None = None  # type: ignore[valid-type]
+    round_to: int | None = Field(default=None, ge=1, le=1 << 20)
+
+    @model_validator(mode="after")
+    def _channel_options(self) -> PruneRule:
+        method = PRUNE_METHODS[self.method]
+        for name in ("importance", "scope", "round_to"):
+            if getattr(self, name) is not None and name not in method.options:
+                raise ValueError(f"{name} is for method: remove_channels only, not {self.method!r}")
+        return self
 
     @field_validator("layers")
     @classmethod
@@ -245,6 +257,15 @@ class Recipe(_Strict):
         """A plain, JSON-safe dict that ``Recipe.from_dict`` turns back into an equal recipe.
         One quantize rule is written as a mapping (as version 1 files have it)."""
         data = self.model_dump(mode="json", exclude_none=True)
+        # A pruning rule's fields its method does not read are left out (n and dim belong
+        # to the structured methods), and so is permanent when it is the default.
+        for rule, dumped in zip(self.prune, data.get("prune", [])):
+            options = PRUNE_METHODS[rule.method].options
+            for name in ("n", "dim"):
+                if name not in options:
+                    dumped.pop(name, None)
+            if rule.permanent:
+                dumped.pop("permanent", None)
         rules = data.pop("quantize", [])
         if rules:
             data["quantize"] = rules[0] if len(rules) == 1 else rules

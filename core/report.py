@@ -15,7 +15,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -53,6 +53,15 @@ def format_value(value: Any, kind: str, missing: str = MISSING) -> str:
     if not isinstance(value, int | float) or isinstance(value, bool):
         return missing
     return _FORMATS[kind](value)
+
+
+def shape_text(before: list[int] | None, after: list[int] | None) -> str:
+    """A weight's shape, and its new one when channels were removed: '32x16x3x3 -> 16x16x3x3'."""
+
+    def dims(shape: list[int] | None) -> str:
+        return "x".join(map(str, shape)) if shape else MISSING
+
+    return dims(before) if before == after else f"{dims(before)} \u2192 {dims(after)}"
 
 
 def ratio(before: Any, after: Any) -> float | None:
@@ -160,10 +169,25 @@ class LayerRow(_Open):
     prune_amount: float | int | None = None
     quantization: str | None = None
     skipped: str | None = None
+    shape_before: list[int] | None = None  # the weight's shape
+    shape_after: list[int] | None = None
+    parameters_after: int | None = None  # differs from ``parameters`` where channels went
+    removal: str | None = None  # how removing channels changed this layer
+
+    ADDITIONS: ClassVar[tuple[str, ...]] = (
+        "shape_before",
+        "shape_after",
+        "parameters_after",
+        "removal",
+    )
 
     @property
     def touched(self) -> bool:
-        return bool(self.pruning or self.quantization or self.skipped)
+        return bool(self.pruning or self.quantization or self.skipped or self.removal)
+
+    @property
+    def reshaped(self) -> bool:
+        return self.shape_before != self.shape_after
 
 
 class Report(_Open):
@@ -195,6 +219,10 @@ class Report(_Open):
         for side in ("before", "after"):
             if data[side].get("file_bytes") is None:
                 data[side].pop("file_bytes", None)
+        for row in data["layers"]:  # the version-2 additions, only where they say something
+            for key in LayerRow.ADDITIONS:
+                if row.get(key) is None:
+                    row.pop(key, None)
         return data
 
     def to_json(self) -> str:

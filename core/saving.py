@@ -53,7 +53,7 @@ def save_model(
     path: str | Path,
     fmt: str,
     example: Dataset,
-    quantized: dict[str, Any] | None = None,
+    sidecar: dict[str, Any] | None = None,
     protected: Path | None = None,
     force: bool = False,
     arch: str | None = None,
@@ -61,8 +61,9 @@ def save_model(
 ) -> SaveOutcome:
     """Write ``model`` atomically in ``fmt``, then reload it, run it and compare.
 
-    ``quantized`` ({'quantize': ..., 'layers': [...]}) is written beside a state dict as a
-    sidecar so the quantized modules can be rebuilt when it is loaded with its --arch.
+    ``sidecar`` (the quantized layers' rules, the shapes of layers whose channels were
+    removed) is written beside a state dict (``OUT.secateur.json``), so that loading it with
+    its --arch rebuilds those layers.
     ``protected`` is the user's input model file: it is never overwritten unless ``force``.
     """
     path = Path(path)
@@ -97,15 +98,15 @@ def save_model(
             f"{path.name}: this model cannot be saved as {fmt} ({first_line(exc, 200)}); "
             "try --format state_dict"
         ) from None
-    sidecar = None
+    written = None
     side = sidecar_path(path)
-    if entry.needs_arch and quantized and quantized.get("layers"):
-        atomic_write_bytes(side, (json.dumps(quantized, indent=2) + "\n").encode())
-        sidecar = side
+    if entry.needs_arch and sidecar:
+        atomic_write_bytes(side, (json.dumps(sidecar, indent=2) + "\n").encode())
+        written = side
     elif side.exists() and side.name.endswith(SIDECAR_SUFFIX):
         side.unlink()  # a stale sidecar would rebuild the wrong modules
     round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch)
-    return SaveOutcome(path, fmt, path.stat().st_size, round_trip, sidecar)
+    return SaveOutcome(path, fmt, path.stat().st_size, round_trip, written)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -36,7 +36,9 @@ from core.metrics import accuracy, run_outputs
 from core.pruning import prune_layer
 from core.quantization import apply_to_layer, cannot_quantize
 from core.recipe import PruneRule, Quantize, Recipe
+from core.removal import EXAMPLE_SAMPLES
 from core.schemes import CANDIDATES
+from core.structural import plan_removal, remove_channels
 
 SENSITIVITY_VERSION = 1
 DEFAULT_AMOUNTS = (0.1, 0.3, 0.5, 0.7, 0.9)
@@ -194,23 +196,30 @@ def sweep(
     per_layer = len(settings.amounts) + (1 if settings.quantize else 0) + len(settings.candidates)
     total = len(names) * per_layer
     step = 0
+    removes = PRUNE_METHODS[settings.method].removes
     rows = []
     for name in names:
         module = modules[name]
         points = []
+        skipped = None
         for amount in settings.amounts:
             if should_stop():
                 raise Cancelled()
-            saved = module.weight.detach().clone()
-            rule = PruneRule(
-                method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
-            )
-            prune_layer(module, rule, hold=False)
-            try:
-                _, value = measure_metric(run_outputs(work, eval_data), eval_data, reference, want)
-            finally:
-                with torch.no_grad():
-                    module.weight.copy_(saved)
+            if removes:
+                outputs, skipped = _removed_alone(model, name, float(amount), eval_data)
+                _, value = measure_metric(outputs, eval_data, reference, want)
+            else:
+                saved = module.weight.detach().clone()
+                rule = PruneRule(
+                    method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
+                )
+                prune_layer(module, rule, hold=False)
+                try:
+                    outputs = run_outputs(work, eval_data)
+                    _, value = measure_metric(outputs, eval_data, reference, want)
+                finally:
+                    with torch.no_grad():
+                        module.weight.copy_(saved)
             points.append({"amount": float(amount), "metric": value})
             step += 1
             yield SweepEvent(
@@ -227,6 +236,8 @@ def sweep(
             "parameters": int(module.weight.numel()),
             "points": points,
         }
+        if skipped:
+            row["skipped"] = skipped
         if settings.quantize:
             if should_stop():
                 raise Cancelled()
@@ -265,6 +276,23 @@ def sweep(
         except Exception:
             path = None  # caching is a convenience; a read-only home must not fail the sweep
     return SweepResult(result, cached=False, cache_path=path)
+
+
+def _removed_alone(
+    model: nn.Module, name: str, amount: float, data: Dataset
+) -> tuple[list, str | None]:
+    """The outputs with ``amount`` of layer ``name``'s channels removed (and what is coupled
+    with it), on a copy; and why the layer's channels cannot be removed (then the outputs are
+    the original's)."""
+    args, kwargs, _ = data.slice(0, min(EXAMPLE_SAMPLES, len(data)))
+    plan = plan_removal(model, {name: amount}, (args, kwargs))
+    if name in plan.skipped:
+        return run_outputs(model, data), plan.skipped[name]
+    trial = copy.deepcopy(model)
+    gen = remove_channels(trial, plan)
+    for _ in gen:
+        pass
+    return run_outputs(trial, data), None
 
 
 def _quantized_alone(
@@ -318,9 +346,9 @@ def allocate(
     if max_drop is not None and max_drop < 0:
         raise RecipeError(f"--max-drop: {max_drop} is negative")
     baseline = float(result["baseline"])
-    layers = result["layers"]
+    layers = [row for row in result["layers"] if not row.get("skipped")]
     if not layers:
-        raise RecipeError("the sensitivity result has no layers")
+        raise RecipeError("the sensitivity result has no layers (or every one was skipped)")
     reachable = min(max((p["amount"] for p in row["points"]), default=0.0) for row in layers)
     top = max(max((p["amount"] for p in row["points"]), default=0.0) for row in layers)
     if target_sparsity is not None and target_sparsity > top + 1e-9:
@@ -391,6 +419,8 @@ def predicted(result: dict[str, Any], amounts: dict[str, float]) -> dict[str, fl
     total = zeros = 0.0
     drop = 0.0
     for row in result["layers"]:
+        if row.get("skipped"):
+            continue
         pts = sorted([(0.0, baseline)] + [(p["amount"], p["metric"]) for p in row["points"]])
         a = amounts.get(row["name"], 0.0)
         total += row["parameters"]

@@ -85,10 +85,7 @@ from core.coupling import (
     trainable_copy,
 )
 from core.errors import Cancelled, DataError, RecipeError, UnsupportedError
-
-IMPORTANCES: tuple[str, ...] = ("l1", "l2", "taylor", "random")
-
-SCOPES: tuple[str, ...] = ("layer", "global")
+from core.methods import CHANNEL_SCOPES, IMPORTANCES
 
 ROOT_TYPES: tuple[type[nn.Module], ...] = (
     nn.Linear,
@@ -195,8 +192,10 @@ def _check_settings(importance: str, scope: str, round_to: Any) -> None:
         raise RecipeError(
             f"remove_channels: importance {importance!r} is not one of {', '.join(IMPORTANCES)}"
         )
-    if scope not in SCOPES:
-        raise RecipeError(f"remove_channels: scope {scope!r} is not one of {', '.join(SCOPES)}")
+    if scope not in CHANNEL_SCOPES:
+        raise RecipeError(
+            f"remove_channels: scope {scope!r} is not one of {', '.join(CHANNEL_SCOPES)}"
+        )
     if isinstance(round_to, bool) or not isinstance(round_to, int) or round_to < 1:
         raise RecipeError(f"remove_channels: round_to {round_to!r} is not a whole number >= 1")
 

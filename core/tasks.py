@@ -215,7 +215,7 @@ def save_result(
         path,
         fmt,
         example,
-        quantized=result.quantized,
+        sidecar=result.sidecar,
         protected=loaded.path if loaded.format != "demo" else None,
         force=force,
         arch=loaded.arch,

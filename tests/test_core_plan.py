@@ -159,7 +159,7 @@ def test_per_layer_rules_later_wins_and_float_keeps(small) -> None:
     quantized = {row.name: row.quantization for row in result.report.layers}
     assert quantized["fc2"] == "bf16" and quantized["fc1"] is None
     assert quantized["head"] == "int8_dynamic (legacy, per_channel)"
-    assert result.quantized == {
+    assert result.sidecar == {
         "secateur_sidecar": 1,
         "layers": {
             "fc2": {"scheme": "bf16", "backend": "torchao", "granularity": "per_channel"},

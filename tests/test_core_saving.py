@@ -52,10 +52,10 @@ def test_round_trip(tmp_path, recipe_key, fmt) -> None:
     out = tmp_path / "out.bin"
     if (recipe_key, fmt) in REFUSED:
         with pytest.raises(UnsupportedError, match=r"out\.bin: "):
-            save_model(result.model, out, fmt, DATA, result.quantized, arch=ARCH)
+            save_model(result.model, out, fmt, DATA, result.sidecar, arch=ARCH)
         assert os.listdir(tmp_path) == []
         return
-    outcome = save_model(result.model, out, fmt, DATA, result.quantized, arch=ARCH)
+    outcome = save_model(result.model, out, fmt, DATA, result.sidecar, arch=ARCH)
     assert outcome.round_trip == {"ok": True, "max_abs_error": outcome.round_trip["max_abs_error"]}
     assert outcome.file_bytes == out.stat().st_size > 0
     # reload independently and compare on fresh inputs
@@ -70,7 +70,7 @@ def test_round_trip(tmp_path, recipe_key, fmt) -> None:
 def test_masks_kept_in_state_dict(tmp_path) -> None:
     result = _compressed("masks_kept")
     out = tmp_path / "masked.pt"
-    save_model(result.model, out, "state_dict", DATA, result.quantized, arch=ARCH)
+    save_model(result.model, out, "state_dict", DATA, result.sidecar, arch=ARCH)
     keys = set(torch.load(out, weights_only=True))
     assert "fc1.weight_orig" in keys and "fc1.weight_mask" in keys
 
@@ -82,7 +82,7 @@ def test_safetensors_state_dict(tmp_path) -> None:
     assert outcome.round_trip["ok"] is True
     with pytest.raises(UnsupportedError, match="cannot hold quantized tensors"):
         q = _compressed("torchao_int8")
-        save_model(q.model, tmp_path / "q.safetensors", "state_dict", DATA, q.quantized, arch=ARCH)
+        save_model(q.model, tmp_path / "q.safetensors", "state_dict", DATA, q.sidecar, arch=ARCH)
 
 
 def test_quantized_state_dict_sidecar_rebuilds(tmp_path) -> None:
@@ -90,7 +90,7 @@ def test_quantized_state_dict_sidecar_rebuilds(tmp_path) -> None:
     recipe = parse_recipe("version: 1\nquantize: {scheme: int8_dynamic, backend: legacy}")
     result = run(compress(loaded, recipe, data=test, skip_metrics=True))
     out = tmp_path / "q.pt"
-    outcome = save_model(result.model, out, "state_dict", test, result.quantized, arch=loaded.arch)
+    outcome = save_model(result.model, out, "state_dict", test, result.sidecar, arch=loaded.arch)
     assert outcome.sidecar == tmp_path / "q.pt.secateur.json"
     again = load_model(out, arch=loaded.arch)
     assert quantization_of(again.model.fc1) == "int8_dynamic (legacy)"

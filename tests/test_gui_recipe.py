@@ -121,18 +121,8 @@ def test_recipe_patterns_set_the_tree(demo_window):
                 "types": ["Linear"],
                 "method": "l1_unstructured",
                 "amount": 0.3,
-                "n": 2,
-                "dim": 0,
-                "permanent": True,
             },
-            {
-                "layers": ["fc1"],
-                "method": "l1_unstructured",
-                "amount": 0.9,
-                "n": 2,
-                "dim": 0,
-                "permanent": True,
-            },
+            {"layers": ["fc1"], "method": "l1_unstructured", "amount": 0.9},
         ],
     }
 
