@@ -47,8 +47,8 @@ ONE_FILE_LIMIT = 2**31 - 1  # protobuf's limit for one serialised message (2 GiB
 DEFAULT_INT8_OPS: tuple[str, ...] = ("MatMul", "Gemm")
 INT8_NOTE = (
     "ONNX Runtime int8 quantizes MatMul/Gemm (Linear) only: its int8 convolution "
-    "(ConvInteger) ran slower than its float convolution on the CPUs measured (2.6x at "
-    "batch 1, 7x at batch 32 on the ResNet-like benchmark net), so convolutions stay float"
+    "(ConvInteger) runs several times slower than its float convolution on CPUs (measured "
+    "in docs/benchmarks.md, table 2e), so convolutions stay float"
 )
 INT8_TOLERANCE = 0.1  # relative L2 error of an int8 file vs the float model: above is wrong
 _QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeMatMul", "QGemm"}
