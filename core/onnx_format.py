@@ -9,10 +9,10 @@
   With ``int8`` the float file goes through onnxruntime's ``quant_pre_process`` and
   ``quantize_dynamic`` (without the pre-processing, a dynamo-exported CNN fails with
   "Inferred shape and existing shape differ").
-- A model whose weights take 2 GiB or more cannot be one ONNX file (protobuf cannot
-  serialise a message that large): it is written as ``NAME.onnx`` plus its weights in
-  ``NAME.onnx.data`` beside it (ONNX external data), the data file renamed into place
-  first; ``OnnxFile.data_path`` names it.
+- A model whose weights take more than 1.5 GiB cannot be one ONNX file (protobuf cannot
+  serialise a message of 2 GiB, graph included): it is written as ``NAME.onnx`` plus its
+  weights in ``NAME.onnx.data`` beside it (ONNX external data), the data file renamed into
+  place first; ``OnnxFile.data_path`` names it. An older ``NAME.onnx.data`` is replaced.
 - ``verify_onnx`` runs the file in onnxruntime on the example and on another batch size
   and compares with the torch model; ``paired_onnx_latency_ms`` times the two alternately.
 - ``is_onnx`` / ``read_onnx`` / ``describe_onnx`` detect an ONNX model by content and
@@ -43,7 +43,9 @@ from torch import nn
 from core.errors import Cancelled, ModelLoadError, SaveError, UnsupportedError, first_line
 from core.metrics import flatten_outputs
 
-ONE_FILE_LIMIT = 2**31 - 1  # protobuf's limit for one serialised message (2 GiB)
+# Weights above this go to an external data file: protobuf cannot serialise a message of
+# 2 GiB or more, and the graph needs room too (torch.onnx's own threshold, so both agree).
+ONE_FILE_LIMIT = 1536 * 2**20
 DEFAULT_INT8_OPS: tuple[str, ...] = ("MatMul", "Gemm")
 INT8_NOTE = (
     "ONNX Runtime int8 quantizes MatMul/Gemm (Linear) only: its int8 convolution "
@@ -354,7 +356,8 @@ def export_onnx(
     program = export_program(model, args, kwargs, path)
     if stop():
         raise Cancelled()
-    external = _initializer_bytes(program) >= ONE_FILE_LIMIT
+    external = _initializer_bytes(program) > ONE_FILE_LIMIT
+    names = [str(v.name) for v in program.model.graph.inputs]
     notes: list[str] = []
     try:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder))
@@ -379,11 +382,13 @@ def export_onnx(
         outputs = [p for p in (data, built) if p.exists()]
         if data.exists() != external:
             raise SaveError(f"{path}: the exporter wrote an unexpected set of files")
+        quantized = 0
+        if int8:
+            proto = _load_proto(built, external=False)
+            quantized = sum(1 for node in proto.graph.node if node.op_type in _QUANTIZED_OPS)
+            del proto
         for item in outputs:
             _fsync(item)
-        os.chmod(built, 0o666 & ~_umask())
-        if external:
-            os.chmod(data, 0o666 & ~_umask())
         for item in outputs:  # the data first: the .onnx that names it comes last
             os.replace(item, folder / item.name)
         _fsync_dir(folder)
@@ -398,14 +403,11 @@ def export_onnx(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     data_path = folder / (path.name + ".data") if external else None
-    proto = _load_proto(path, external=False)
-    quantized = sum(1 for node in proto.graph.node if node.op_type in _QUANTIZED_OPS)
     if int8 and not quantized:
         notes.append(
             f"no {'/'.join(op_types)} node with constant weights to quantize: the file is float"
         )
     size = path.stat().st_size + (data_path.stat().st_size if data_path else 0)
-    names = [i.name for i in proto.graph.input]
     return OnnxFile(path, size, data_path, int8, quantized, names, notes)
 
 
@@ -421,12 +423,6 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
 
 
 # ----------------------------------------------------------------------------- running
@@ -491,6 +487,7 @@ def verify_onnx(
         other = batch + 3
         checks.append((other, rebatch(tensors, other)))
         worst = rel_worst = 0.0
+        scale = 1.0
         sizes = []
         for size, inputs in checks:
             pos, kw = inputs[: len(args)], dict(zip(names[len(args) :], inputs[len(args) :]))
@@ -510,14 +507,15 @@ def verify_onnx(
                 reason = f"outputs differ in shape at batch {size}: {ours} vs {theirs}"
                 return {"ok": False, "max_abs_error": None, "reason": reason}
             for a, b in zip(expected, got):
-                worst = max(worst, float((a - b).abs().max()) if a.numel() else 0.0)
+                if a.numel():
+                    worst = max(worst, float((a - b).abs().max()))
+                    scale = max(scale, float(a.abs().max()))
                 norm = float(a.norm())
                 rel = float((a - b).norm()) / norm if norm > 0 else float((a - b).norm())
                 rel_worst = max(rel_worst, rel)
             sizes.append(size)
     except Exception as exc:
         return {"ok": False, "max_abs_error": None, "reason": first_line(exc, 200)}
-    scale = max((float(t.abs().max()) for t in expected if t.numel()), default=1.0)
     out: dict[str, Any] = {
         "max_abs_error": worst,
         "relative_error": rel_worst,
@@ -532,7 +530,7 @@ def verify_onnx(
                 f"{INT8_TOLERANCE:.0%}: not a rounding difference)"
             )
     else:
-        out["ok"] = worst <= 1e-4 * max(1.0, scale)
+        out["ok"] = worst <= 1e-4 * scale
         if not out["ok"]:
             out["reason"] = f"outputs differ by up to {worst:.3g} (output scale {scale:.3g})"
     return {"ok": out.pop("ok"), **out}

@@ -320,7 +320,7 @@ def _first(header, encoding="bitmask"):
         (lambda h: _entry(h, "tensor").__setitem__("tensor", "nowhere"), "not a stored tensor"),
         (lambda h: h.__setitem__("version", 99), "version 99"),
         (lambda h: h.pop("tensors"), "missing 'tensors'"),
-        (lambda h: _first(h).__setitem__("nonzero", 1), "mask marks"),
+        (lambda h: _first(h).__setitem__("nonzero", 1), "are needed"),
         (lambda h: _first(h, "dense")["data"].__setitem__("crc32", 0), "checksum"),
     ],
 )
