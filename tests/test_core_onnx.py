@@ -191,10 +191,17 @@ def test_fp16_exports_but_not_with_ort_int8(tmp_path) -> None:
 
 
 # ----------------------------------------------------------------------------- atomic
+@pytest.fixture(scope="module")
+def mlp_program():
+    """One export of the MLP, reused: these tests are about writing, not exporting."""
+    return ox.export_program(mlp(), (torch.randn(2, 16),), {}, Path("model.onnx"))
+
+
 @pytest.fixture
-def old_target(tmp_path) -> Path:
+def old_target(tmp_path, monkeypatch, mlp_program) -> Path:
     target = tmp_path / "model.onnx"
     target.write_bytes(b"the previous file")
+    monkeypatch.setattr(ox, "export_program", lambda *args: mlp_program)
     return target
 
 
@@ -224,7 +231,7 @@ def test_a_full_disk_while_writing_leaves_nothing(old_target, monkeypatch) -> No
 def test_a_full_disk_at_fsync_leaves_nothing(old_target, monkeypatch) -> None:
     monkeypatch.setattr(ox, "_fsync", _disk_full)
     with pytest.raises(SaveError, match="No space left on device"):
-        ox.export_onnx(mlp(), old_target, (torch.randn(2, 16),), {})
+        ox.export_onnx(mlp(), old_target, (torch.randn(2, 16),), {}, int8=True)
     _untouched(old_target)
 
 
