@@ -60,48 +60,79 @@ _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
 # ----------------------------------------------------------------------------- refusal
+# Why a combination cannot become a working ONNX file, and what works instead. The same
+# words serve the check on a recipe (before the work) and on a model (before the export).
+TORCHAO_REASON = (
+    "torchao's int8 tensors cannot be exported to ONNX (their int8 matmul, aten._int_mm, has "
+    "no ONNX function); quantize with backend: onnxruntime (scheme: int8_dynamic) and "
+    "--format onnx, or save the torchao result as state_dict, compressed or exported"
+)
+LEGACY_REASON = (
+    "torch.ao's packed int8 modules (backend: legacy) have no ONNX export; quantize with "
+    "backend: onnxruntime (scheme: int8_dynamic) instead, or save as state_dict or compressed"
+)
+MASKS_REASON = (
+    "pruning masks still attached cannot be exported; use permanent: true in the recipe so "
+    "the zeros are folded into the weights"
+)
+BF16_REASON = (
+    "ONNX Runtime's CPU provider has no bf16 Gemm/MatMul kernel, so a bf16 file would not "
+    "run; use fp16, or backend: onnxruntime (scheme: int8_dynamic)"
+)
+FP16_INT8_REASON = (
+    "ONNX Runtime's int8 quantizes float32 weights; do not combine fp16 layers with "
+    "backend: onnxruntime"
+)
+TORCHSCRIPT_REASON = (
+    "a TorchScript model cannot be exported by the dynamo ONNX exporter; open the eager "
+    "model (a state dict with --arch, or a pickle) and export that"
+)
+ORT_SCHEMES = ("int8_dynamic",)
+
+
+def why_not_onnx_recipe(backend: str | None, scheme: str | None, permanent: bool) -> str | None:
+    """Why one quantize rule (``backend``/``scheme``, None when there is none) with pruning
+    masks folded (``permanent``) or kept cannot be saved as ONNX, or None: checked before
+    any work starts."""
+    if not permanent:
+        return MASKS_REASON
+    if scheme is None:
+        return None
+    if backend == "onnxruntime":
+        if scheme not in ORT_SCHEMES:
+            return (
+                f"backend: onnxruntime quantizes with scheme {', '.join(ORT_SCHEMES)} only, "
+                f"not {scheme}"
+            )
+        return None
+    if scheme == "bf16":
+        return BF16_REASON
+    if scheme.startswith("int8"):
+        return LEGACY_REASON if backend == "legacy" else TORCHAO_REASON
+    return None
+
+
 def why_not_onnx(model: nn.Module, int8: bool = False) -> str | None:
     """Why this model cannot become a working ONNX file (and what works instead), or None.
 
-    Cheap: looks at module types and state-dict tensor types only, so it can run before
-    the compression starts.
+    Cheap: looks at module types and state-dict tensor types only. ``int8``: the file is
+    to be quantized by ONNX Runtime.
     """
     if isinstance(model, torch.jit.ScriptModule):
-        return (
-            "a TorchScript model cannot be exported by the dynamo ONNX exporter; open the "
-            "eager model (a state dict with --arch, or a pickle) and export that"
-        )
+        return TORCHSCRIPT_REASON
     for name, module in model.named_modules():
-        kind = type(module).__module__
-        if kind.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
-            return (
-                f"layer {name or '(model)'} is a torch.ao packed int8 module, which has no "
-                "ONNX export; quantize with backend: onnxruntime (scheme: int8_dynamic) "
-                "instead, or save as state_dict or compressed"
-            )
+        where = name or "(model)"
+        if type(module).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized")):
+            return f"layer {where}: {LEGACY_REASON}"
         if hasattr(module, "weight_mask") or hasattr(module, "weight_orig"):
-            return (
-                f"layer {name or '(model)'} still has its pruning mask attached; use "
-                "permanent: true in the recipe so the zeros are folded into the weights"
-            )
+            return f"layer {where}: {MASKS_REASON}"
     for key, value in model.state_dict().items():
         if type(value).__module__.startswith("torchao"):
-            return (
-                f"{key} is a torchao {type(value).__name__}, and torchao's int8 matmul "
-                "(aten._int_mm) has no ONNX function; quantize with backend: onnxruntime "
-                "(scheme: int8_dynamic) and --format onnx, or save this model as "
-                "state_dict, compressed or exported"
-            )
+            return f"{key}: {TORCHAO_REASON}"
         if isinstance(value, torch.Tensor) and value.dtype == torch.bfloat16:
-            return (
-                f"{key} is bf16, and ONNX Runtime's CPU provider has no bf16 Gemm/MatMul "
-                "kernel, so the file would not run; use fp16, or backend: onnxruntime int8"
-            )
+            return f"{key} is bf16: {BF16_REASON}"
         if int8 and isinstance(value, torch.Tensor) and value.dtype == torch.float16:
-            return (
-                f"{key} is fp16; ONNX Runtime int8 quantizes float32 weights: do not combine "
-                "fp16 with backend: onnxruntime"
-            )
+            return f"{key} is fp16: {FP16_INT8_REASON}"
     return None
 
 

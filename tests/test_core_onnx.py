@@ -158,7 +158,7 @@ REFUSED = {
     ),
     "legacy": (
         lambda: _engine("quantize: {scheme: int8_dynamic, backend: legacy}"),
-        "torch.ao packed int8",
+        "torch.ao's packed int8",
     ),
     "masks": (lambda: _engine("prune: [{amount: 0.5, permanent: false}]"), "permanent: true"),
     "bf16": (lambda: _engine("quantize: {scheme: bf16}"), "no bf16"),
@@ -179,6 +179,28 @@ def test_refused_before_any_work(tmp_path, monkeypatch, case) -> None:
     with pytest.raises(UnsupportedError, match=r"^out\.onnx: cannot be saved as ONNX: "):
         ox.export_onnx(model, tmp_path / "out.onnx", (torch.randn(2, 16),), {})
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    "backend, scheme, permanent, expected",
+    [
+        ("torchao", "int8_dynamic", True, ox.TORCHAO_REASON),
+        ("torchao", "int8_weight_only", True, ox.TORCHAO_REASON),
+        ("legacy", "int8_dynamic", True, ox.LEGACY_REASON),
+        ("torchao", "bf16", True, ox.BF16_REASON),
+        (None, None, False, ox.MASKS_REASON),
+        ("onnxruntime", "int8_weight_only", True, "int8_dynamic only"),
+        ("onnxruntime", "int8_dynamic", True, None),
+        ("torchao", "fp16", True, None),
+        (None, None, True, None),
+    ],
+)
+def test_recipe_refusals_use_the_same_words(backend, scheme, permanent, expected) -> None:
+    reason = ox.why_not_onnx_recipe(backend, scheme, permanent)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None and expected in reason
 
 
 def test_fp16_exports_but_not_with_ort_int8(tmp_path) -> None:
