@@ -7,6 +7,10 @@ function the engine itself uses), under torch.inference_mode, same thread count;
 A second column shows what the user is told: the engine's own report at batch 1 (its
 before/after latency ratio) and whether it printed the "slower on this machine" note.
 
+A last table runs the ONNX files of issue 12 (``core.onnx_format``: float, and int8 by ONNX
+Runtime) in onnxruntime against the torch float model, alternately, at one thread
+(``core.onnx_format.paired_onnx_latency_ms``, the function the report uses).
+
     python benchmarks/latency.py [--tiny]
 """
 
@@ -22,6 +26,8 @@ import argparse
 import inspect
 import os
 import statistics
+import tempfile
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -38,6 +44,7 @@ from benchmarks.common import (
     parameters,
     wait_for_quiet,
 )
+from core import onnx_format
 from core.engine import compress
 from core.metrics import paired_latency_ms
 
@@ -46,6 +53,7 @@ DISTURBED = 1.5  # an original time this far above its median: measured again
 BUSY = 2.0  # parallel-region probe above this: another process held a core
 ONE_THREAD_MARGIN = 1.2  # more threads, slower than one: another process held a core
 BATCHES = (1, 32)
+ORT_INT8_TARGET = 0.30  # issue 12: ORT int8 / torch float on the MLP at batch 1
 
 
 def models(tiny: bool) -> list[tuple[str, Any, tuple[int, ...], tuple[str, ...]]]:
@@ -177,9 +185,115 @@ def figures(tiny: bool = False) -> list[Figure]:
                 + (" (busy)." if probe["ratio"] > BUSY else " (quiet).")
             )
             figs.append(fig)
+        torch.set_num_threads(1)
+        figs.append(onnx_figure(tiny, budget, min_runs))
     finally:
         torch.set_num_threads(default)
     return figs
+
+
+def onnx_models(tiny: bool) -> list[tuple[str, Any, tuple[int, ...]]]:
+    """(name, model, one sample's input shape) of the ONNX Runtime table."""
+    if tiny:
+        return [("MLP 32-64-64-32", mlp((32, 64, 64, 32)), (32,))]
+    from core.demo import load_demo_model
+
+    return [
+        ("demo digits CNN", load_demo_model(), (1, 8, 8)),
+        ("MLP 1024-4096-4096-1024", mlp(), (1024,)),
+        ("ResNet-like conv net, 3x32x32", conv_net(), (3, 32, 32)),
+    ]
+
+
+def onnx_figure(tiny: bool, budget: float, min_runs: int) -> Figure:
+    """ORT float and ORT int8 files vs the torch float model, at batch 1 and 32, 1 thread."""
+    fig = Figure(
+        key="latency_onnx",
+        title="2e. ONNX Runtime vs torch eager: the exported files, 1 thread",
+        columns=[
+            "model",
+            "file",
+            "batch 1: torch ms",
+            "batch 1: onnxruntime ms",
+            "batch 1 ratio",
+            "batch 32: torch ms",
+            "batch 32: onnxruntime ms",
+            "batch 32 ratio",
+        ],
+        ratios=["batch 1 ratio", "batch 32 ratio"],
+        formats={
+            "batch 1: torch ms": ".3f",
+            "batch 1: onnxruntime ms": ".3f",
+            "batch 32: torch ms": ".2f",
+            "batch 32: onnxruntime ms": ".2f",
+        },
+        intro=(
+            "`core.onnx_format.export_onnx` of the float model (ONNX float) and with "
+            "`int8=True` (ONNX Runtime's dynamic int8 on MatMul/Gemm, per-channel weights), "
+            "each run in onnxruntime (CPUExecutionProvider, intra-op threads 1, inter-op 1) "
+            "against the original torch float model (eager, 1 thread), in blocks of 3 runs "
+            "alternating on one seeded input (`core.onnx_format.paired_onnx_latency_ms`); "
+            "medians. Ratio = onnxruntime / torch (below 1 is faster)."
+        ),
+    )
+    with tempfile.TemporaryDirectory(prefix="secateur-bench-") as tmp:
+        for name, model, sample in onnx_models(tiny):
+            example = torch.randn((2, *sample), generator=torch.Generator().manual_seed(0))
+            variants = [("ONNX float", False, ()), ("ONNX int8 (onnxruntime)", True, ())]
+            if any(isinstance(m, torch.nn.Conv2d) for m in model.modules()):
+                # What the default leaves out, measured: ORT's int8 convolution too.
+                variants.append(("ONNX int8 incl. Conv (ConvInteger)", True, ("Conv",)))
+            for label, int8, extra_ops in variants:
+                path = Path(tmp) / "model.onnx"
+                onnx_format.export_onnx(
+                    model,
+                    path,
+                    (example,),
+                    {},
+                    int8=int8,
+                    op_types=onnx_format.DEFAULT_INT8_OPS + extra_ops,
+                )
+                session = onnx_format.open_session(path, threads=1)
+                row: dict[str, Any] = {"model": name, "file": label}
+                for batch in BATCHES:
+                    x = torch.randn(
+                        (batch, *sample), generator=torch.Generator().manual_seed(batch)
+                    )
+                    lat = onnx_format.paired_onnx_latency_ms(
+                        model,
+                        path,
+                        (x,),
+                        {},
+                        threads=1,
+                        min_runs=min_runs,
+                        budget_s=budget,
+                        session=session,
+                    )
+                    row[f"batch {batch}: torch ms"] = lat.torch_ms
+                    row[f"batch {batch}: onnxruntime ms"] = lat.onnxruntime_ms
+                    row[f"batch {batch} ratio"] = lat.ratio
+                    runtimes = (lat.torch_runtime, lat.onnxruntime_runtime)
+                fig.add(**row)
+                del session
+                path.unlink()
+    fig.notes.append(f"runtimes: {runtimes[0]} vs {runtimes[1]}.")
+    fig.notes.append(
+        onnx_format.INT8_NOTE + "; the 'incl. Conv' rows measure what that default avoids."
+    )
+    mlp_row = next(
+        (r for r in fig.rows if r["model"].startswith("MLP") and "int8" in r["file"]), None
+    )
+    if mlp_row is not None:
+        ratio = mlp_row["batch 1 ratio"]
+        fig.targets.append(
+            Target(
+                "latency: ONNX Runtime int8 on the MLP, batch 1, 1 thread",
+                f"onnxruntime int8 / torch float <= {ORT_INT8_TARGET:.2f}",
+                f"{ratio:.3f}",
+                None if tiny else ratio <= ORT_INT8_TARGET,
+            )
+        )
+    return fig
 
 
 def latency_figure(

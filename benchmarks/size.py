@@ -8,6 +8,11 @@ fp16/bf16 = 16 bits for everything. For pruned models, what a sparse encoding co
 a 1-bit-per-weight presence mask plus the surviving values (fp32, or int8 when quantized).
 Measured beside it: the same file gzip'ed, and torch's own sparse CSR layout.
 
+Then the deployable files of issue 12: the ``compressed`` format (``core.compressed``) for
+the same compressions, with its load time beside the dense state dict's, and ONNX files
+(``core.onnx_format``: float, and int8 by ONNX Runtime) of the demo, the MLP and the
+ResNet-like net, with the round trip's max abs error.
+
     python benchmarks/size.py [--tiny]
 """
 
@@ -25,15 +30,30 @@ import tempfile
 import warnings
 import zlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import torch
 from torch import nn
 
-from benchmarks.common import SCHEMES, Figure, Scheme, Target, compress_quiet, mlp, parameters
+from benchmarks.common import (
+    SCHEMES,
+    Figure,
+    Scheme,
+    Target,
+    alternate,
+    compress_quiet,
+    conv_net,
+    median,
+    mlp,
+    parameters,
+)
+from core import compat, compressed, onnx_format
 from core.data import random_data
 from core.metrics import state_dict_bytes
 from core.saving import save_model
+
+COMPRESSED_TARGETS = {"prune 50% + int8": 0.17, "prune 90%": 0.20}  # issue 12
 
 
 def artifact_bytes(result: Any, folder: Path, name: str, sample: tuple[int, ...]) -> int:
@@ -92,8 +112,156 @@ def csr_bytes(model: nn.Module) -> int:
         return _csr_bytes(model)
 
 
+def compressed_row(
+    result: Any, folder: Path, label: str, fp32: int, repeats: int, limit: float | None
+) -> dict[str, Any]:
+    """Write ``result`` in the compressed format beside its state-dict artifact (``p.pt``
+    or ``q.pt``, already saved) and time loading each, alternately."""
+    path = folder / "c.secz"
+    with path.open("wb") as fh:
+        summary = compressed.write(result.model, fh, result.quantized or {})
+    dense = folder / "dense.pt"
+    torch.save(result.model.state_dict(), dense)
+
+    def load_dense() -> Any:
+        with compat.quiet():  # torch.ao's packed weights go through the deprecated storage
+            return torch.load(dense, map_location="cpu", weights_only=True)
+
+    times = alternate({"compressed": lambda: compressed.read(path), "dense": load_dense}, repeats)
+    load_c, load_d = median(times["compressed"]), median(times["dense"])
+    encodings = summary.by_encoding()
+    return {
+        "recipe": label,
+        "state dict / fp32": dense.stat().st_size / fp32,
+        "compressed / fp32": path.stat().st_size / fp32,
+        "mask + values limit": limit,
+        "tensors bitmask / dense": f"{encodings.get('bitmask', 0)} / {encodings.get('dense', 0)}",
+        "load compressed ms": load_c * 1e3,
+        "load state dict ms": load_d * 1e3,
+        "load ratio": load_c / load_d,
+    }
+
+
+def compressed_figure(name: str, rows: list[dict[str, Any]], repeats: int) -> Figure:
+    fig = Figure(
+        key="size_compressed",
+        title="3c. The compressed format: zeros and int8 stored compactly",
+        columns=[
+            "recipe",
+            "state dict / fp32",
+            "compressed / fp32",
+            "mask + values limit",
+            "tensors bitmask / dense",
+            "load compressed ms",
+            "load state dict ms",
+            "load ratio",
+        ],
+        ratios=["state dict / fp32", "compressed / fp32", "mask + values limit", "load ratio"],
+        formats={"load compressed ms": ".1f", "load state dict ms": ".1f"},
+        intro=(
+            f"The same {name} and compressions, written by `core.compressed.write` (each "
+            "tensor as the smaller of a bitmask of its nonzeros plus the values, or its dense "
+            "bytes byte-shuffled; zstd level 3; docs/compressed-format.md) beside "
+            "`torch.save(state_dict)`, both / the fp32 state dict. Load: "
+            "`core.compressed.read` (decodes every tensor, checks every CRC) vs "
+            "`torch.load(weights_only=True)` of the dense file (reads every byte; "
+            f"without mmap), alternating, median of {repeats}; load ratio = compressed / "
+            "dense."
+        ),
+    )
+    for row in rows:
+        fig.add(**row)
+    for label, target in COMPRESSED_TARGETS.items():
+        row = next((r for r in rows if r["recipe"] == label), None)
+        if row is not None:
+            fig.targets.append(
+                Target(
+                    f"size: compressed format, {label}",
+                    f"compressed / fp32 state dict <= {target:.2f}",
+                    f"{row['compressed / fp32']:.3f}",
+                    row["compressed / fp32"] <= target,
+                )
+            )
+    return fig
+
+
+def onnx_models(tiny: bool) -> list[tuple[str, nn.Module, tuple[int, ...]]]:
+    """(name, model, one sample's input shape) of the ONNX figures."""
+    if tiny:
+        return [("MLP 32-64-64-32", mlp((32, 64, 64, 32)), (32,))]
+    from core.demo import load_demo_model
+
+    return [
+        ("demo digits CNN", load_demo_model(), (1, 8, 8)),
+        ("MLP 1024-4096-4096-1024", mlp(), (1024,)),
+        ("ResNet-like conv net, 3x32x32", conv_net(), (3, 32, 32)),
+    ]
+
+
+def onnx_figure(tiny: bool) -> Figure:
+    fig = Figure(
+        key="size_onnx",
+        title="3d. ONNX files: size and round trip in onnxruntime",
+        columns=[
+            "model",
+            "file",
+            "bytes",
+            "file / fp32",
+            "quantized nodes",
+            "round trip max abs error",
+            "relative error",
+            "round trip ok",
+        ],
+        ratios=["file / fp32"],
+        formats={"round trip max abs error": ".2e", "relative error": ".2e"},
+        intro=(
+            "`core.onnx_format.export_onnx` (`torch.onnx.export(dynamo=True)`, dynamic batch) "
+            "of the float model, and with `int8=True` (onnxruntime's `quant_pre_process` then "
+            "`quantize_dynamic`, MatMul/Gemm only, per-channel weights); file / the fp32 state "
+            "dict. Round trip: `core.onnx_format.verify_onnx`, the file in onnxruntime vs "
+            "the torch float model on 4 seeded samples and again at batch 7; an int8 file "
+            f"passes within {onnx_format.INT8_TOLERANCE:.0%} relative error (its quantization)."
+        ),
+    )
+    with tempfile.TemporaryDirectory(prefix="secateur-bench-") as tmp:
+        for name, model, sample in onnx_models(tiny):
+            fp32 = state_dict_bytes(model)
+            x = torch.randn((4, *sample), generator=torch.Generator().manual_seed(0))
+            for int8 in (False, True):
+                path = Path(tmp) / f"model_{int8}.onnx"
+                written = onnx_format.export_onnx(model, path, (x,), {}, int8=int8)
+                check = onnx_format.verify_onnx(model, path, (x,), {}, int8=int8)
+                fig.add(
+                    model=name,
+                    file="ONNX int8 (onnxruntime)" if int8 else "ONNX float",
+                    bytes=written.file_bytes,
+                    **{
+                        "file / fp32": written.file_bytes / fp32,
+                        "quantized nodes": written.quantized_nodes,
+                        "round trip max abs error": check["max_abs_error"],
+                        "relative error": check.get("relative_error"),
+                        "round trip ok": check["ok"],
+                    },
+                )
+                path.unlink()
+    fig.notes.append(onnx_format.INT8_NOTE + ".")
+    failed = [f"{r['model']} ({r['file']})" for r in fig.rows if not r["round trip ok"]]
+    fig.targets.append(
+        Target(
+            "ONNX: every exported file round-trips in onnxruntime",
+            "float to 1e-4 of the output scale; int8 within "
+            f"{onnx_format.INT8_TOLERANCE:.0%} relative error",
+            "all pass" if not failed else "fails: " + ", ".join(failed),
+            not failed,
+        )
+    )
+    return fig
+
+
 def figures(tiny: bool = False) -> list[Figure]:
     dims = (32, 64, 64, 32) if tiny else (1024, 4096, 4096, 1024)
+    repeats = 2 if tiny else 7
+    compact_rows: list[dict[str, Any]] = []
     model = mlp(dims)
     sample = (dims[0],)
     fp32 = state_dict_bytes(model)
@@ -122,6 +290,10 @@ def figures(tiny: bool = False) -> list[Figure]:
     )
     with tempfile.TemporaryDirectory(prefix="secateur-bench-") as tmp:
         folder = Path(tmp)
+        plain = SimpleNamespace(model=model, quantized=None)
+        compact_rows.append(
+            compressed_row(plain, folder, "fp32 (no compression)", fp32, repeats, 1.0)
+        )
         for scheme in SCHEMES:
             result = compress_quiet(model, scheme.recipe(), skip_metrics=True)
             size = artifact_bytes(result, folder, "q", sample)
@@ -135,6 +307,10 @@ def figures(tiny: bool = False) -> list[Figure]:
                     "artifact / limit": size / limit,
                 }
             )
+            if scheme == SCHEMES[0]:
+                compact_rows.append(
+                    compressed_row(result, folder, scheme.label, fp32, repeats, limit / raw)
+                )
             del result
         quant.notes += [
             "torchao's Int8Tensor also stores an int8 zero point per channel (always 0 for "
@@ -168,7 +344,7 @@ def figures(tiny: bool = False) -> list[Figure]:
                 "the artifact gzip'ed (level 6), and the state dict saved with torch's sparse "
                 "CSR layout (int64 indices: worse than dense until far past 50%); computed: a "
                 "1-bit presence mask plus the surviving values, what a compact sparse "
-                "encoding (on the roadmap) could reach."
+                "encoding could reach (the compressed format, 3c, gets close to it)."
             ),
         )
         int8 = SCHEMES[0]
@@ -204,6 +380,9 @@ def figures(tiny: bool = False) -> list[Figure]:
                     "mask + values limit": limit_bytes(model, scheme, nonzero) / raw,
                 }
             )
+            short = f"prune {amount:.0%}" + (" + int8" if scheme is not None else "")
+            limit = limit_bytes(model, scheme, nonzero) / raw
+            compact_rows.append(compressed_row(result, folder, short, fp32, repeats, limit))
             del result
         pruned.notes.append(
             "sparse CSR applies to float weights only (not to torchao's int8 tensors): '—'."
@@ -227,7 +406,7 @@ def figures(tiny: bool = False) -> list[Figure]:
             None,
         )
     )
-    return [quant, pruned]
+    return [quant, pruned, compressed_figure(name, compact_rows, repeats), onnx_figure(tiny)]
 
 
 def main() -> None:
