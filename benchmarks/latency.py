@@ -9,7 +9,7 @@ before/after latency ratio) and whether it printed the "slower on this machine" 
 
 A last table runs the ONNX files of issue 12 (``core.onnx_format``: float, and int8 by ONNX
 Runtime) in onnxruntime against the torch float model, alternately, at one thread
-(``core.onnx_format.paired_onnx_latency_ms``, the function the report uses).
+(``core.onnx_export.paired_onnx_latency_ms``, the function the report uses).
 
     python benchmarks/latency.py [--tiny]
 """
@@ -44,7 +44,7 @@ from benchmarks.common import (
     parameters,
     wait_for_quiet,
 )
-from core import onnx_format
+from core import onnx_export, onnx_runtime
 from core.engine import compress
 from core.metrics import paired_latency_ms
 
@@ -228,11 +228,11 @@ def onnx_figure(tiny: bool, budget: float, min_runs: int) -> Figure:
             "batch 32: onnxruntime ms": ".2f",
         },
         intro=(
-            "`core.onnx_format.export_onnx` of the float model (ONNX float) and with "
+            "`core.onnx_export.export_onnx` of the float model (ONNX float) and with "
             "`int8=True` (ONNX Runtime's dynamic int8 on MatMul/Gemm, per-channel weights), "
             "each run in onnxruntime (CPUExecutionProvider, intra-op threads 1, inter-op 1) "
             "against the original torch float model (eager, 1 thread), in blocks of 3 runs "
-            "alternating on one seeded input (`core.onnx_format.paired_onnx_latency_ms`); "
+            "alternating on one seeded input (`core.onnx_export.paired_onnx_latency_ms`); "
             "medians. Ratio = onnxruntime / torch (below 1 is faster)."
         ),
     )
@@ -245,21 +245,21 @@ def onnx_figure(tiny: bool, budget: float, min_runs: int) -> Figure:
                 variants.append(("ONNX int8 incl. Conv (ConvInteger)", True, ("Conv",)))
             for label, int8, extra_ops in variants:
                 path = Path(tmp) / "model.onnx"
-                onnx_format.export_onnx(
+                onnx_export.export_onnx(
                     model,
                     path,
                     (example,),
                     {},
                     int8=int8,
-                    op_types=onnx_format.DEFAULT_INT8_OPS + extra_ops,
+                    op_types=onnx_export.DEFAULT_INT8_OPS + extra_ops,
                 )
-                session = onnx_format.open_session(path, threads=1)
+                session = onnx_runtime.open_session(path, threads=1)
                 row: dict[str, Any] = {"model": name, "file": label}
                 for batch in BATCHES:
                     x = torch.randn(
                         (batch, *sample), generator=torch.Generator().manual_seed(batch)
                     )
-                    lat = onnx_format.paired_onnx_latency_ms(
+                    lat = onnx_runtime.paired_onnx_latency_ms(
                         model,
                         path,
                         (x,),
@@ -278,7 +278,7 @@ def onnx_figure(tiny: bool, budget: float, min_runs: int) -> Figure:
                 path.unlink()
     fig.notes.append(f"runtimes: {runtimes[0]} vs {runtimes[1]}.")
     fig.notes.append(
-        onnx_format.INT8_NOTE + "; the 'incl. Conv' rows measure what that default avoids."
+        onnx_export.INT8_NOTE + "; the 'incl. Conv' rows measure what that default avoids."
     )
     mlp_row = next(
         (r for r in fig.rows if r["model"].startswith("MLP") and "int8" in r["file"]), None

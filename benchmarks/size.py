@@ -48,7 +48,7 @@ from benchmarks.common import (
     mlp,
     parameters,
 )
-from core import compat, compressed, onnx_format
+from core import compat, compressed, compressed_read, onnx_export, onnx_runtime
 from core.data import random_data
 from core.metrics import state_dict_bytes
 from core.saving import save_model
@@ -119,7 +119,7 @@ def compressed_row(
     or ``q.pt``, already saved) and time loading each, alternately."""
     path = folder / "c.secz"
     with path.open("wb") as fh:
-        summary = compressed.write(result.model, fh, result.quantized or {})
+        summary = compressed.write(result.model, fh, result.sidecar or {})
     dense = folder / "dense.pt"
     torch.save(result.model.state_dict(), dense)
 
@@ -127,7 +127,9 @@ def compressed_row(
         with compat.quiet():  # torch.ao's packed weights go through the deprecated storage
             return torch.load(dense, map_location="cpu", weights_only=True)
 
-    times = alternate({"compressed": lambda: compressed.read(path), "dense": load_dense}, repeats)
+    times = alternate(
+        {"compressed": lambda: compressed_read.read(path), "dense": load_dense}, repeats
+    )
     load_c, load_d = median(times["compressed"]), median(times["dense"])
     encodings = summary.by_encoding()
     return {
@@ -215,12 +217,12 @@ def onnx_figure(tiny: bool) -> Figure:
         ratios=["file / fp32"],
         formats={"round trip max abs error": ".2e", "relative error": ".2e"},
         intro=(
-            "`core.onnx_format.export_onnx` (`torch.onnx.export(dynamo=True)`, dynamic batch) "
+            "`core.onnx_export.export_onnx` (`torch.onnx.export(dynamo=True)`, dynamic batch) "
             "of the float model, and with `int8=True` (onnxruntime's `quant_pre_process` then "
             "`quantize_dynamic`, MatMul/Gemm only, per-channel weights); file / the fp32 state "
-            "dict. Round trip: `core.onnx_format.verify_onnx`, the file in onnxruntime vs "
+            "dict. Round trip: `core.onnx_runtime.verify_onnx`, the file in onnxruntime vs "
             "the torch float model on 4 seeded samples and again at batch 7; an int8 file "
-            f"passes within {onnx_format.INT8_TOLERANCE:.0%} relative error (its quantization)."
+            f"passes within {onnx_export.INT8_TOLERANCE:.0%} relative error (its quantization)."
         ),
     )
     with tempfile.TemporaryDirectory(prefix="secateur-bench-") as tmp:
@@ -229,8 +231,8 @@ def onnx_figure(tiny: bool) -> Figure:
             x = torch.randn((4, *sample), generator=torch.Generator().manual_seed(0))
             for int8 in (False, True):
                 path = Path(tmp) / f"model_{int8}.onnx"
-                written = onnx_format.export_onnx(model, path, (x,), {}, int8=int8)
-                check = onnx_format.verify_onnx(model, path, (x,), {}, int8=int8)
+                written = onnx_export.export_onnx(model, path, (x,), {}, int8=int8)
+                check = onnx_runtime.verify_onnx(model, path, (x,), {}, int8=int8)
                 fig.add(
                     model=name,
                     file="ONNX int8 (onnxruntime)" if int8 else "ONNX float",
@@ -244,13 +246,13 @@ def onnx_figure(tiny: bool) -> Figure:
                     },
                 )
                 path.unlink()
-    fig.notes.append(onnx_format.INT8_NOTE + ".")
+    fig.notes.append(onnx_export.INT8_NOTE + ".")
     failed = [f"{r['model']} ({r['file']})" for r in fig.rows if not r["round trip ok"]]
     fig.targets.append(
         Target(
             "ONNX: every exported file round-trips in onnxruntime",
             "float to 1e-4 of the output scale; int8 within "
-            f"{onnx_format.INT8_TOLERANCE:.0%} relative error",
+            f"{onnx_export.INT8_TOLERANCE:.0%} relative error",
             "all pass" if not failed else "fails: " + ", ".join(failed),
             not failed,
         )

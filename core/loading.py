@@ -442,11 +442,20 @@ class Sidecar:
 
 
 def read_sidecar(path: Path) -> Sidecar:
-    """Read and check a sidecar. ``layers`` maps each quantized layer to its scheme, backend
-    and granularity (or, as first written, lists the layers that all take the one
-    ``quantize`` rule); ``shapes`` is ``core.shapes.shapes_of``'s record."""
+    """Read and check a sidecar file (``OUT.secateur.json``)."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
+    except Exception as exc:
+        raise ModelLoadError(f"{path.name}: damaged Secateur sidecar ({first_line(exc)})") from None
+    return sidecar_from(data, path.name)
+
+
+def sidecar_from(data: Any, name: str) -> Sidecar:
+    """Check what a sidecar holds (a file's, or a compressed file's own metadata).
+    ``layers`` maps each quantized layer to its scheme, backend and granularity (or, as first
+    written, lists the layers that all take the one ``quantize`` rule); ``shapes`` is
+    ``core.shapes.shapes_of``'s record."""
+    try:
         if not isinstance(data, dict) or data.get("secateur_sidecar") != 1:
             raise ValueError("not a Secateur sidecar (secateur_sidecar: 1)")
         layers = data.get("layers") or {}
@@ -461,8 +470,8 @@ def read_sidecar(path: Path) -> Sidecar:
         if shapes is not None and not isinstance(shapes, dict):
             raise ValueError(f"shapes is a {type(shapes).__name__}")
     except Exception as exc:
-        raise ModelLoadError(f"{path.name}: damaged Secateur sidecar ({first_line(exc)})") from None
-    return Sidecar(path.name, rules, shapes)
+        raise ModelLoadError(f"{name}: damaged Secateur sidecar ({first_line(exc)})") from None
+    return Sidecar(name, rules, shapes)
 
 
 def _restore_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:

@@ -27,7 +27,7 @@ from core.inventory import layer_weight, quantization_of
 EVAL_BATCH = 256
 
 
-class _CountingSink:
+class CountingSink:
     """A write-only file that counts bytes, so sizes need no memory or disk."""
 
     def __init__(self) -> None:
@@ -43,7 +43,7 @@ class _CountingSink:
 
 
 def state_dict_bytes(model: nn.Module) -> int:
-    sink = _CountingSink()
+    sink = CountingSink()
     torch.save(model.state_dict(), sink)
     return sink.size
 

@@ -14,14 +14,13 @@ import torch
 from torch import nn
 from toy_models import mlp
 
-from core import compressed
+from core import compressed, compressed_read
 from core.data import Dataset
 from core.engine import compress, run
 from core.errors import ModelLoadError, UnsupportedError
-from core.loading import LoadedModel, load_state_strict
-from core.metrics import _CountingSink
-from core.quantization import apply_to_layer
-from core.recipe import Quantize, parse_recipe
+from core.loading import LoadedModel, load_state_strict, sidecar_from
+from core.metrics import CountingSink
+from core.recipe import parse_recipe
 
 DATA = Dataset(torch.randn(32, 16, generator=torch.Generator().manual_seed(3)), None, "x")
 RECIPES = {
@@ -46,7 +45,7 @@ def _compressed(key: str):
         return mlp(), None
     loaded = LoadedModel(mlp(), "m.pt", "state_dict")
     result = run(compress(loaded, parse_recipe("version: 1\n" + RECIPES[key]), data=DATA))
-    return result.model, result.quantized
+    return result.model, result.sidecar
 
 
 def _bits(t: torch.Tensor) -> torch.Tensor:
@@ -105,7 +104,7 @@ def test_every_kind_round_trips_bit_exact(tmp_path, key) -> None:
     model, quantized = _compressed(key)
     state = model.state_dict()
     path = _write(tmp_path, model, quantized)
-    loaded, metadata = compressed.read(path)
+    loaded, metadata = compressed_read.read(path)
     assert list(loaded) == list(state)
     bad = [k for k in state if not same_value(state[k], loaded[k])]
     assert bad == []
@@ -114,10 +113,7 @@ def test_every_kind_round_trips_bit_exact(tmp_path, key) -> None:
     # The metadata is enough to rebuild the quantized modules of a fresh architecture.
     fresh = mlp()
     if quantized:
-        quant = Quantize.model_validate(metadata["quantize"])
-        modules = dict(fresh.named_modules())
-        for layer in metadata["layers"]:
-            apply_to_layer(fresh, modules[layer], layer, quant)
+        sidecar_from(metadata, path.name).rebuild(fresh)
     if key == "masks_kept":
         for name in ("fc1", "fc2", "head"):
             nn.utils.prune.identity(getattr(fresh, name), "weight")
@@ -132,7 +128,7 @@ def test_demo_model_round_trips(tmp_path) -> None:
 
     model = load_demo_model()
     path = _write(tmp_path, model)
-    loaded, _ = compressed.read(path)
+    loaded, _ = compressed_read.read(path)
     assert all(same_value(v, loaded[k]) for k, v in model.state_dict().items())
     assert loaded["bn1.num_batches_tracked"].dtype == torch.int64
 
@@ -161,11 +157,11 @@ def test_awkward_tensors_round_trip(tmp_path) -> None:
         "nothing": None,
     }
     path = _write(tmp_path, state)
-    loaded, _ = compressed.read(path)
+    loaded, _ = compressed_read.read(path)
     assert list(loaded) == list(state)
     for key, value in state.items():
         assert same_value(value, loaded[key]), key
-    header = compressed.read_header(path)
+    header = compressed_read.read_header(path)
     assert header["tensors"]["tied_b"] == {"same_as": "tied_a"}
     assert header["tensors"]["all_zero"]["encoding"] == "bitmask"
 
@@ -182,28 +178,28 @@ def test_sparse_and_int8_layers_are_stored_compactly(tmp_path) -> None:
     sparse = {"w": torch.where(keep > 0.9, weight, 0.0)}
     path = _write(tmp_path, sparse, name="sparse.secz")
     assert path.stat().st_size <= 0.20 * _fp32_bytes(sparse)
-    spec = compressed.read_header(path)["tensors"]["w"]
+    spec = compressed_read.read_header(path)["tensors"]["w"]
     assert spec["encoding"] == "bitmask" and "zero_signs" not in spec
     # A mask multiplied into the weights leaves -0.0 where they were negative: still a
     # bitmask, the signs of the zeros kept apart, and bit-exact.
     signed = {"w": weight * (keep > 0.9)}
     path = _write(tmp_path, signed, name="signed.secz")
-    spec = compressed.read_header(path)["tensors"]["w"]
+    spec = compressed_read.read_header(path)["tensors"]["w"]
     assert spec["encoding"] == "bitmask" and "zero_signs" in spec
-    assert same_value(compressed.read(path)[0]["w"], signed["w"])
+    assert same_value(compressed_read.read(path)[0]["w"], signed["w"])
     scale = weight.abs().amax(1, keepdim=True) / 127
     ints = (weight / scale).round().to(torch.int8) * (keep > 0.5)
     path = _write(tmp_path, {"w": ints}, name="int8.secz")
     assert path.stat().st_size <= 0.17 * ints.numel() * 4
     dense = {"w": weight}
     path = _write(tmp_path, dense, name="dense.secz")
-    assert compressed.read_header(path)["tensors"]["w"]["encoding"] == "dense"
+    assert compressed_read.read_header(path)["tensors"]["w"]["encoding"] == "dense"
     assert path.stat().st_size < _fp32_bytes(dense)  # byte shuffling finds the exponents
 
 
 def test_size_is_predicted_without_writing(tmp_path) -> None:
     model, quantized = _compressed("pruned_int8_dynamic_per_row")
-    sink = _CountingSink()
+    sink = CountingSink()
     summary = compressed.write(model, sink, quantized)
     path = _write(tmp_path, model, quantized)
     assert summary.file_bytes == sink.size == path.stat().st_size
@@ -220,7 +216,7 @@ def test_reading_never_unpickles(tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(pickle, "loads", refuse)
     monkeypatch.setattr(pickle, "load", refuse)
     monkeypatch.setattr(torch, "load", refuse)
-    loaded, _ = compressed.read(path)
+    loaded, _ = compressed_read.read(path)
     assert set(loaded) == set(model.state_dict())
 
 
@@ -245,11 +241,11 @@ def test_what_it_cannot_hold_is_refused_before_writing(value, expected) -> None:
 
 def test_detection_by_content(tmp_path) -> None:
     path = _write(tmp_path, mlp(), name="weights.bin")
-    assert compressed.is_compressed(path)
+    assert compressed_read.is_compressed(path)
     other = tmp_path / "state.secz"
     torch.save(mlp().state_dict(), other)
-    assert not compressed.is_compressed(other)
-    assert not compressed.is_compressed(tmp_path / "missing")
+    assert not compressed_read.is_compressed(other)
+    assert not compressed_read.is_compressed(tmp_path / "missing")
 
 
 # ----------------------------------------------------------------------------- damage
@@ -261,7 +257,7 @@ def good(tmp_path) -> Path:
 
 def _one_line_error(path: Path, **kwargs) -> str:
     with pytest.raises(ModelLoadError) as info:
-        compressed.read(path, **kwargs)
+        compressed_read.read(path, **kwargs)
     message = str(info.value)
     assert "\n" not in message and message.startswith(path.name), message
     return message
@@ -289,7 +285,7 @@ def test_truncated_files(good, fraction) -> None:
 
 
 def test_flipped_bits_in_the_data_are_caught(good) -> None:
-    header = compressed.read_header(good)
+    header = compressed_read.read_header(good)
     spec = next(s for s in header["tensors"].values() if s.get("encoding") == "bitmask")
     data = bytearray(good.read_bytes())
     data[spec["values"]["offset"] + 3] ^= 0x10

@@ -15,7 +15,8 @@ from torch import nn
 from toy_models import convnet, mlp, two_inputs
 
 from core import compat
-from core import onnx_format as ox
+from core import onnx_export as ox
+from core import onnx_runtime as ort
 from core.data import Dataset
 from core.demo import load_demo_model
 from core.engine import compress, run
@@ -45,7 +46,7 @@ def _inputs(shape: tuple[int, ...], batch: int) -> torch.Tensor:
 
 
 def _ort(path: Path, feed: dict[str, torch.Tensor]) -> list[np.ndarray]:
-    session = ox.open_session(path, threads=1)
+    session = ort.open_session(path, threads=1)
     return session.run(None, {k: v.numpy() for k, v in feed.items()})
 
 
@@ -67,10 +68,10 @@ def test_float_export_round_trips_at_any_batch(float_files, name) -> None:
     assert written.file_bytes == path.stat().st_size and written.data_path is None
     assert written.quantized_nodes == 0 and written.input_names == ["x"]
     x = _inputs(shape, 4)
-    check = ox.verify_onnx(model, path, (x,), {})
+    check = ort.verify_onnx(model, path, (x,), {})
     assert check["ok"] is True, check
     assert len(set(check["batch_sizes"])) == 2  # the example's batch and another one
-    summary = ox.describe_onnx(path)
+    summary = ort.describe_onnx(path)
     assert summary.inputs[0][1][0] == "batch"  # a named dynamic dimension
     for batch in (1, 13):
         x = _inputs(shape, batch)
@@ -84,7 +85,7 @@ def test_keyword_inputs_and_a_dataclass_output(tmp_path) -> None:
     kwargs = {"right": torch.randn(3, 4), "left": torch.randn(3, 6)}  # not signature order
     written = ox.export_onnx(model, tmp_path / "two.onnx", (), kwargs)
     assert written.input_names == ["right", "left"]
-    assert ox.verify_onnx(model, written.path, (), kwargs)["ok"] is True
+    assert ort.verify_onnx(model, written.path, (), kwargs)["ok"] is True
     feed = {"left": torch.randn(5, 6), "right": torch.randn(5, 4)}
     logits, extra = _ort(written.path, feed)
     with torch.inference_mode():
@@ -98,7 +99,7 @@ def test_positional_inputs_take_the_parameter_names(tmp_path) -> None:
     args = (torch.randn(2, 6), torch.randn(2, 4))
     written = ox.export_onnx(model, tmp_path / "two.onnx", args, {})
     assert written.input_names == ["left", "right"]
-    assert ox.verify_onnx(model, written.path, args, {})["ok"] is True
+    assert ort.verify_onnx(model, written.path, args, {})["ok"] is True
 
 
 def test_an_exported_program_module_exports(tmp_path) -> None:
@@ -106,7 +107,7 @@ def test_an_exported_program_module_exports(tmp_path) -> None:
     program = torch.export.export(convnet(), (x,), dynamic_shapes=({0: torch.export.Dim.AUTO},))
     module = program.module()
     written = ox.export_onnx(module, tmp_path / "from_pt2.onnx", (x,), {})
-    assert ox.verify_onnx(module, written.path, (x,), {})["ok"] is True
+    assert ort.verify_onnx(module, written.path, (x,), {})["ok"] is True
 
 
 def test_the_round_trip_catches_a_file_that_does_not_match(float_files) -> None:
@@ -114,7 +115,7 @@ def test_the_round_trip_catches_a_file_that_does_not_match(float_files) -> None:
     other = copy.deepcopy(model)
     with torch.no_grad():
         other.head.weight.mul_(1.5)
-    check = ox.verify_onnx(other, path, (torch.randn(4, 16),), {})
+    check = ort.verify_onnx(other, path, (torch.randn(4, 16),), {})
     assert check["ok"] is False and "differ" in check["reason"]
 
 
@@ -126,10 +127,10 @@ def test_ort_int8_on_an_mlp(tmp_path, float_files) -> None:
     assert written.int8 and written.quantized_nodes == 3  # fc1, fc2, head
     assert ox.INT8_NOTE in written.notes
     assert written.file_bytes < float_files["pruned_mlp"][2].file_bytes
-    check = ox.verify_onnx(model, written.path, (x,), {}, int8=True)
+    check = ort.verify_onnx(model, written.path, (x,), {}, int8=True)
     assert check["ok"] is True, check
     assert 0 < check["relative_error"] <= ox.INT8_TOLERANCE  # quantized, not a float copy
-    summary = ox.describe_onnx(written.path)
+    summary = ort.describe_onnx(written.path)
     assert summary.int8
     assert {row.dtype for row in summary.layers if row.op == "MatMulInteger"} == {"int8"}
 
@@ -138,10 +139,10 @@ def test_ort_int8_leaves_convolutions_float(tmp_path) -> None:
     model = convnet()
     x = torch.randn(2, 3, 8, 8)
     written = ox.export_onnx(model, tmp_path / "conv_int8.onnx", (x,), {}, int8=True)
-    ops = {row.op for row in ox.describe_onnx(written.path).layers}
+    ops = {row.op for row in ort.describe_onnx(written.path).layers}
     assert "Conv" in ops and "ConvInteger" not in ops
     assert written.quantized_nodes == 1  # the classifier
-    assert ox.verify_onnx(model, written.path, (x,), {}, int8=True)["ok"] is True
+    assert ort.verify_onnx(model, written.path, (x,), {}, int8=True)["ok"] is True
 
 
 # ----------------------------------------------------------------------------- refusals
@@ -209,7 +210,7 @@ def test_fp16_exports_but_not_with_ort_int8(tmp_path) -> None:
     assert "fp16" in (ox.why_not_onnx(model, int8=True) or "")
     x = torch.randn(3, 16)
     written = ox.export_onnx(model, tmp_path / "half.onnx", (x,), {})
-    assert ox.verify_onnx(model, written.path, (x,), {})["ok"] is True
+    assert ort.verify_onnx(model, written.path, (x,), {})["ok"] is True
 
 
 # ----------------------------------------------------------------------------- atomic
@@ -289,8 +290,8 @@ def test_over_the_one_file_limit_the_weights_go_beside_it(tmp_path, monkeypatch)
         written = ox.export_onnx(model, path, (x,), {}, int8=int8)
         assert written.data_path == tmp_path / f"large_{int8}.onnx.data"
         assert written.file_bytes == path.stat().st_size + written.data_path.stat().st_size
-        assert ox.verify_onnx(model, path, (x,), {}, int8=int8)["ok"] is True
-        assert ox.describe_onnx(path).file_bytes == written.file_bytes
+        assert ort.verify_onnx(model, path, (x,), {}, int8=int8)["ok"] is True
+        assert ort.describe_onnx(path).file_bytes == written.file_bytes
     assert sorted(os.listdir(tmp_path)) == [
         "large_False.onnx",
         "large_False.onnx.data",
@@ -318,7 +319,7 @@ def test_a_missing_folder_is_one_line(tmp_path) -> None:
 def test_paired_latency_names_each_runtime(float_files) -> None:
     model, path, _ = float_files["demo"]
     threads = torch.get_num_threads()
-    lat = ox.paired_onnx_latency_ms(
+    lat = ort.paired_onnx_latency_ms(
         model, path, (torch.rand(1, 1, 8, 8),), {}, threads=1, min_runs=3, budget_s=0.05
     )
     assert lat.torch_ms > 0 and lat.onnxruntime_ms > 0 and lat.ratio > 0
@@ -332,7 +333,7 @@ def test_paired_latency_names_each_runtime(float_files) -> None:
 # ----------------------------------------------------------------------------- inspect
 def test_layer_table(float_files) -> None:
     model, path, _ = float_files["pruned_mlp"]
-    summary = ox.describe_onnx(path)
+    summary = ort.describe_onnx(path)
     assert summary.parameters == sum(p.numel() for p in model.parameters())
     gemms = [row for row in summary.layers if row.op == "Gemm"]
     assert [row.shape for row in gemms] == [(32, 16), (32, 32), (4, 32)]
@@ -347,16 +348,16 @@ def test_detection_by_content(float_files, tmp_path) -> None:
     _, path, _ = float_files["demo"]
     renamed = tmp_path / "model.bin"
     renamed.write_bytes(path.read_bytes())
-    assert ox.is_onnx(renamed)
+    assert ort.is_onnx(renamed)
     state = tmp_path / "state.onnx"
     torch.save(mlp().state_dict(), state)
-    assert not ox.is_onnx(state)
-    assert not ox.is_onnx(tmp_path / "missing.onnx")
+    assert not ort.is_onnx(state)
+    assert not ort.is_onnx(tmp_path / "missing.onnx")
 
 
 def _one_line_error(path: Path) -> str:
     with pytest.raises(ModelLoadError) as info:
-        ox.describe_onnx(path)
+        ort.describe_onnx(path)
     message = str(info.value)
     assert "\n" not in message and path.name in message, message
     return message
