@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
+from core import demo
 from core.atomic import atomic_write_bytes
 from core.data import Dataset, parse_input_shape, random_data
 from core.engine import Progress, run
@@ -148,7 +149,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- compress
 def cmd_compress(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    recipe = load_recipe(args.recipe)
+    recipe = load_recipe(args.recipe or demo.DEMO_RECIPE_PATH)  # the parser allows None: --demo
     threads = _threads(args.threads)
     opened = _open(args)
     data, train = _inputs(args, opened)

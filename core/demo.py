@@ -6,20 +6,21 @@ tiny, so training takes seconds on a CPU (see ``scripts/train_demo.py``), yet th
 deliberately over-parameterized (most weights sit in ``fc1``) so that pruning and quantization
 visibly shrink it while accuracy barely moves, which is the story the demo is meant to tell.
 
-This module imports only torch, safetensors and the standard library: ``core`` must never
-depend on Qt.
+This module imports only torch, safetensors, the standard library and the data package
+``resources`` (found with importlib.resources, so the demo works from a source checkout, an
+installed wheel and the desktop bundle alike): ``core`` must never depend on Qt.
 """
 
 from __future__ import annotations
-
-from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
-"""Top-level directory of the data files shipped with Secateur."""
+import resources
+
+RESOURCES_DIR = resources.path()
+"""Directory of the data files shipped with Secateur (the ``resources`` package)."""
 DEMO_DIR = RESOURCES_DIR / "demo"
 """Directory holding the demo model's weights and its train/test data."""
 WEIGHTS_PATH = DEMO_DIR / "digits_cnn.safetensors"
