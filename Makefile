@@ -12,6 +12,8 @@ VERSION  := $(shell sed -n 's/^version = "\(.*\)"/\1/p' pyproject.toml)
 APP_ID   := io.github.secateur.Secateur
 BUNDLE   := dist/secateur
 TARBALL  := dist/secateur-$(VERSION)-linux-$(shell uname -m).tar.zst
+# zstd level of the tarball: 12 is ~1 min on 2 cores; 19 saves another 10% in ~8 min.
+ZSTD_LEVEL ?= 12
 
 .PHONY: run test lint bench demo-model screenshots package package-test clean
 
@@ -73,7 +75,7 @@ package: $(VENV)/.installed-package
 	cp packaging/install.sh $(BUNDLE)/
 	cp packaging/$(APP_ID).desktop packaging/$(APP_ID).metainfo.xml packaging/$(APP_ID).mime.xml \
 		$(BUNDLE)/share/
-	tar -C dist -cf - secateur | zstd -q -T0 -19 -o $(TARBALL)
+	tar -C dist -cf - secateur | zstd -q -T0 -$(ZSTD_LEVEL) -o $(TARBALL)
 	@echo "built $(BUNDLE) in $$(cat dist/secateur.build-seconds) s: $$(du -sh $(BUNDLE) | cut -f1)," \
 		"$$(find $(BUNDLE) -type f | wc -l) files; $(TARBALL): $$(du -h $(TARBALL) | cut -f1)"
 

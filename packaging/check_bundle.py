@@ -248,10 +248,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "dist" / "secateur")
     parser.add_argument("--rounds", type=int, default=5, help="first-paint rounds (0: none)")
+    parser.add_argument("--figures-only", action="store_true", help="measure, check nothing")
     args = parser.parse_args(argv)
     args.bundle = args.bundle.resolve()
     exe = args.bundle / "secateur"
-    validate()
+    if not args.figures_only:
+        validate()
     if not exe.exists():
         check(False, f"{exe} exists", "run make package first")
         return 1
@@ -259,8 +261,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         work, home = Path(tmp, "work"), Path(tmp, "home")
         work.mkdir()
         home.mkdir()
-        run_bundle(exe, work, home)
-        compare_bad_input(exe, work, home)
+        if not args.figures_only:
+            run_bundle(exe, work, home)
+            compare_bad_input(exe, work, home)
         if args.rounds:
             figures(args.bundle, work, home, args.rounds)
     print(f"\n{len(failures)} failure(s)" + (": " + "; ".join(failures) if failures else ""))
