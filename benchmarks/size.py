@@ -292,7 +292,7 @@ def figures(tiny: bool = False) -> list[Figure]:
     )
     with tempfile.TemporaryDirectory(prefix="secateur-bench-") as tmp:
         folder = Path(tmp)
-        plain = SimpleNamespace(model=model, quantized=None)
+        plain = SimpleNamespace(model=model, sidecar=None)
         compact_rows.append(
             compressed_row(plain, folder, "fp32 (no compression)", fp32, repeats, 1.0)
         )

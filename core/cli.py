@@ -20,6 +20,7 @@ from typing import Any, TextIO
 
 from core.atomic import atomic_write_bytes
 from core.data import Dataset, parse_input_shape, random_data
+from core.demos import DEMOS
 from core.engine import Progress, run
 from core.errors import Cancelled, UserError
 from core.formats import default_format
@@ -152,7 +153,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 # --------------------------------------------------------------------------- compress
 def cmd_compress(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
-    recipe = load_recipe(args.recipe)
+    # the parser allows no --recipe with --demo: the demo's own recipe
+    recipe = load_recipe(args.recipe or DEMOS[args.demo].recipe)
     threads = _threads(args.threads)
     opened = _open(args)
     data, train = _inputs(args, opened)

@@ -12,10 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import resources
 from core.registry import Registry
 
-RESOURCES_DIR = Path(__file__).resolve().parent.parent / "resources"
-"""Top-level directory of the data files shipped with Secateur."""
+RESOURCES_DIR = resources.path()
+"""Directory of the data files shipped with Secateur: the ``resources`` package, found with
+importlib.resources, so the demos work from a source checkout, an installed wheel and the
+desktop bundle alike."""
 DEMO_DIR = RESOURCES_DIR / "demo"
 """Directory holding the demo models' weights and their train/test data."""
 WEIGHTS_PATH = DEMO_DIR / "digits_cnn.safetensors"

@@ -109,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
         ),
         epilog=(
             "Without a display (no DISPLAY or WAYLAND_DISPLAY) use the command line: "
-            "secateur compress --demo --recipe resources/recipes/demo.yaml --output out.pt"
+            "secateur compress --demo --output out.pt"
         ),
     )
     w.add_argument("--recipe", metavar="RECIPE", help="recipe to load (YAML or JSON)")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[model, data, train, threads],
         help="prune and quantize a model per a recipe",
     )
-    c.add_argument("--recipe", required=True, help="recipe file (YAML or JSON)")
+    c.add_argument("--recipe", help="recipe file (YAML or JSON); --demo defaults to its own")
     c.add_argument("--output", required=True, help="where to write the compressed model")
     c.add_argument("--format", choices=SAVE_FORMATS.names(), help="default: the input's own kind")
     c.add_argument("--report", help="write the JSON report here")
@@ -211,6 +211,8 @@ def parse(argv: Sequence[str], window_default: bool = True) -> argparse.Namespac
         raise UserError(f"give a command: {', '.join(SUBCOMMANDS)}")
     if ns.command == WINDOW:
         _check_window(ns)
+    if ns.command == "compress" and ns.recipe is None and not ns.demo:
+        raise UserError("compress: the following arguments are required: --recipe")
     return ns
 
 

@@ -82,27 +82,15 @@ def configure_application(app: object) -> None:
 
 
 def app_icon() -> object:
-    """The window icon, drawn (a pair of secateurs on green) so no image file is needed."""
-    from PySide6.QtCore import QRectF, Qt
-    from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
+    """The window icon: the PNG sizes rendered from ``resources/icons/secateur.svg`` (the files
+    the desktop entry installs, so the window and the menu show the same icon)."""
+    from PySide6.QtGui import QIcon
+
+    import resources
 
     icon = QIcon()
-    for size in (16, 24, 32, 48, 64, 128, 256):
-        pixmap = QPixmap(size, size)
-        pixmap.fill(Qt.GlobalColor.transparent)
-        painter = QPainter(pixmap)
-        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
-        painter.setPen(Qt.PenStyle.NoPen)
-        painter.setBrush(QColor(46, 125, 50))
-        radius = size * 0.22
-        painter.drawRoundedRect(QRectF(0, 0, size, size), radius, radius)
-        font = QFont()
-        font.setPixelSize(int(size * 0.72))
-        painter.setFont(font)
-        painter.setPen(QColor("white"))
-        painter.drawText(QRectF(0, 0, size, size), int(Qt.AlignmentFlag.AlignCenter), "\u2702")
-        painter.end()
-        icon.addPixmap(pixmap)
+    for png in sorted(resources.path("icons").glob("secateur-*.png")):
+        icon.addFile(str(png))
     return icon
 
 

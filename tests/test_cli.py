@@ -81,6 +81,10 @@ def test_inspect_json(tmp_path, capsys) -> None:
             ["compress", "--demo", "--recipe", DEMO_RECIPE],
             "the following arguments are required: --output",
         ),
+        (  # only --demo brings its own recipe
+            ["compress", "{tmp}/m.pt", "--output", "{tmp}/o.pt"],
+            "compress: the following arguments are required: --recipe",
+        ),
         (["inspect"], "give a MODEL file or --demo"),
         (["frobnicate"], "invalid choice: 'frobnicate'"),
     ],
