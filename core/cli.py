@@ -22,9 +22,10 @@ from core.atomic import atomic_write_bytes
 from core.data import Dataset, parse_input_shape, random_data
 from core.demos import DEMOS
 from core.engine import Progress, run
-from core.errors import Cancelled, UserError
-from core.formats import default_format
+from core.errors import Cancelled, UnsupportedError, UserError
+from core.formats import SAVE_FORMATS, default_format, recipe_view
 from core.memory import estimate
+from core.onnx_runtime import describe_onnx, is_onnx
 from core.parser import parse
 from core.plan import Plan
 from core.recipe import Quantize, Recipe, dump_recipe, load_recipe
@@ -110,6 +111,8 @@ def _threads(value: int) -> int:
 
 # ---------------------------------------------------------------------------- inspect
 def cmd_inspect(args: argparse.Namespace) -> int:
+    if args.model and not args.demo and is_onnx(Path(args.model)):
+        return _inspect_onnx(Path(args.model), args.json)
     opened = _open(args)
     loaded, rows = opened.loaded, opened.layers
     if args.json:
@@ -150,6 +153,48 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _inspect_onnx(path: Path, as_json: bool) -> int:
+    """An ONNX file's graph, node by node (it runs in ONNX Runtime, not in torch)."""
+    summary = describe_onnx(path)
+    if as_json:
+        payload = {
+            "model": {"source": str(path), "format": "onnx", "int8": summary.int8},
+            "inputs": [list(i) for i in summary.inputs],
+            "outputs": [list(o) for o in summary.outputs],
+            "layers": [
+                {
+                    "name": layer.name,
+                    "type": layer.op,
+                    "parameters": layer.parameters,
+                    "weight_shape": list(layer.shape) if layer.shape else None,
+                    "dtype": layer.dtype,
+                    "sparsity": layer.sparsity,
+                }
+                for layer in summary.layers
+            ],
+        }
+        print(json.dumps(payload, indent=2, default=str))
+        return 0
+    kind = "ONNX, int8" if summary.int8 else "ONNX"
+    opset = summary.opsets.get("ai.onnx") or summary.opsets.get("", "?")
+    print(f"{path.name}: {summary.producer or 'ONNX graph'} ({kind}, opset {opset})")
+    table = [("name", "op", "parameters", "shape", "sparsity", "dtype")]
+    for layer in summary.layers:
+        table.append(
+            (
+                layer.name,
+                layer.op,
+                f"{layer.parameters:,}" if layer.parameters else "",
+                "x".join(map(str, layer.shape)) if layer.shape else "",
+                f"{layer.sparsity:.3f}" if layer.sparsity is not None else "",
+                layer.dtype or "",
+            )
+        )
+    print_table(table, sys.stdout)
+    print(f"{len(summary.layers)} nodes, {summary.parameters:,} parameters")
+    return 0
+
+
 # --------------------------------------------------------------------------- compress
 def cmd_compress(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
@@ -163,7 +208,12 @@ def cmd_compress(args: argparse.Namespace) -> int:
     warning = estimate(loaded.model, recipe).warning()
     if warning:
         print(f"secateur: warning: {warning}", file=sys.stderr)
-    fmt = args.format or default_format(loaded.format)
+    out = Path(args.output)
+    view = recipe_view(recipe)
+    fmt = args.format or default_format(loaded.format, view, out)
+    refusal = SAVE_FORMATS[fmt].refuses(view, out)
+    if refusal is not None:  # before any work: the result could not be saved this way
+        raise UnsupportedError(f"--format {fmt}: {refusal}")
     bar = ProgressBar(sys.stderr)
     result = run(
         compress_model(
@@ -180,7 +230,7 @@ def cmd_compress(args: argparse.Namespace) -> int:
     bar.close()
     report = result.report
     report.timings_s["load"] = load_s
-    run(save_result(result, loaded, Path(args.output), fmt, force=args.force))
+    run(save_result(result, loaded, out, fmt, force=args.force))
     print_summary(report, sys.stdout)
     if args.report:
         report.write(Path(args.report))

@@ -52,6 +52,7 @@ class CompressionResult:
     sidecar: dict[str, Any] | None  # what rebuilds a saved state dict (quantized layers, shapes)
     eval_data: Dataset | None
     notes: list[str] = field(default_factory=list)
+    export_int8: str | None = None  # ONNX Runtime quantizes at export, with this granularity
 
 
 def copy_model(model: nn.Module, share: bool = False) -> nn.Module:
@@ -106,6 +107,7 @@ def compress(
         quant_plan = plan_quantization(original, recipe.quantize, source)
         for q in quant_plan.rules():
             check_machine(q)
+        quant_plan.defer_export()
     if recipe.finetune is not None:
         if train_data is None:
             raise DataError(
@@ -305,6 +307,8 @@ def compress(
             before.latency_ms, after.latency_ms = paired_latency_ms(
                 original, model, lat_args, lat_kwargs, should_stop=should_stop
             )
+            runtime = f"torch eager, {threads} thread{'s' * (threads != 1)}"
+            before.latency_runtime = after.latency_runtime = runtime
         finally:
             torch.set_num_threads(saved_threads)
     timings["metrics"] += time.perf_counter() - t0
@@ -335,7 +339,9 @@ def compress(
     sidecar = quant_plan.sidecar() or {}
     if shapes is not None and shapes["modules"]:
         sidecar = {"secateur_sidecar": 1, **sidecar, "shapes": shapes}
-    return CompressionResult(model, report, sidecar or None, eval_data, notes)
+    return CompressionResult(
+        model, report, sidecar or None, eval_data, notes, quant_plan.export_int8
+    )
 
 
 def _forward(
@@ -378,7 +384,7 @@ def _layer_rows(
         ):
             continue
         plan = prune_plan.get(name)
-        q = quant_plan.layers.get(name)
+        q = quant_plan.layers.get(name) or quant_plan.at_export.get(name)
         pruning = plan.rule.method if plan else None
         amount = plan.rule.amount if plan else None
         if name in roots:
@@ -394,7 +400,9 @@ def _layer_rows(
                 sparsity_after=after.get(name),
                 pruning=pruning,
                 prune_amount=amount,
-                quantization=describe(q) if q is not None else None,
+                quantization=(describe(q) + (" at export" if name in quant_plan.at_export else ""))
+                if q is not None
+                else None,
                 skipped=skipped,
                 shape_before=list(info.weight_shape) if info.weight_shape else None,
                 shape_after=list(shape_after) if shape_after else None,

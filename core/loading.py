@@ -31,6 +31,8 @@ import torch
 from torch import nn
 
 from core import compat
+from core.compressed_read import looks_compressed
+from core.compressed_read import read as read_compressed
 from core.data import Dataset, load_data
 from core.demos import DEFAULT_DEMO, DEMOS, TEST_DATA_PATH, TRAIN_DATA_PATH
 from core.errors import (
@@ -42,11 +44,12 @@ from core.errors import (
     UserError,
     first_line,
 )
+from core.onnx_runtime import looks_like_onnx
 from core.quantization import apply_to_layer
 from core.recipe import Quantize
 from core.shapes import apply_shapes
 
-ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
+ModelFormat = Literal["state_dict", "compressed", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
 
@@ -78,7 +81,7 @@ class LoadedModel:
     @property
     def eager(self) -> bool:
         """True when modules can be swapped and hooked (not TorchScript or exported)."""
-        return self.format in ("state_dict", "pickle", "demo")
+        return self.format in ("state_dict", "compressed", "pickle", "demo")
 
     @property
     def not_eager_reason(self) -> str | None:
@@ -108,7 +111,8 @@ def sidecar_path(path: Path) -> Path:
 
 
 def detect_format(path: Path) -> str:
-    """'safetensors', 'torchscript', 'exported', 'torch_zip', 'torch_legacy' or a reason."""
+    """'safetensors', 'compressed', 'torchscript', 'exported', 'torch_zip', 'torch_legacy',
+    'onnx', or a reason (a ModelLoadError)."""
     with path.open("rb") as fh:
         head = fh.read(16)
     size = path.stat().st_size
@@ -116,6 +120,8 @@ def detect_format(path: Path) -> str:
         (header_len,) = struct.unpack("<Q", head[:8])
         if head[8:9] == b"{" and 8 + header_len <= size:
             return "safetensors"
+    if looks_compressed(head):
+        return "compressed"
     if head[:4] == b"PK\x03\x04":
         try:
             with zipfile.ZipFile(path) as zf:
@@ -133,6 +139,8 @@ def detect_format(path: Path) -> str:
         raise ModelLoadError(f"{path.name}: is a zip archive but not a PyTorch file")
     if head[:1] == b"\x80":
         return "torch_legacy"
+    if looks_like_onnx(head):
+        return "onnx"
     raise ModelLoadError(f"{path.name}: {_what_is(head)}, not a PyTorch model file")
 
 
@@ -168,12 +176,30 @@ def _check_readable(path: Path) -> None:
         raise ModelLoadError(f"{path.name}: is empty (0 bytes)")
 
 
-def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -> LoadedModel:
-    """Load any supported model file. Raises a ModelLoadError naming the file on failure."""
+def load_model(
+    path: str | Path,
+    arch: str | None = None,
+    trust: bool = False,
+    build: Callable[[], nn.Module] | None = None,
+) -> LoadedModel:
+    """Load any supported model file. Raises a ModelLoadError naming the file on failure.
+
+    A weights-only file (a state dict, a compressed file) needs its architecture: ``arch``
+    (a FILE.py:callable spec) or ``build``, which returns a fresh one (the round trip of a
+    result that came from a pickled model builds it from the original's class)."""
     path = Path(path)
     _check_readable(path)
     kind = detect_format(path)
     name = path.name
+    if kind == "onnx":
+        raise UnsupportedError(
+            f"{name}: is an ONNX graph: 'secateur inspect' shows its layers; to compress, open "
+            "the PyTorch model it came from"
+        )
+    if kind == "compressed":
+        state, metadata = read_compressed(path)
+        sidecar = sidecar_from(metadata, name) if metadata else None
+        return _from_state_dict(state, path, arch, build, sidecar, "compressed")
     if kind == "torchscript":
         try:
             with compat.quiet():
@@ -195,7 +221,7 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
         return LoadedModel(model, str(path), "exported", path)
     if kind == "safetensors":
         state = _load_safetensors(path)
-        return _from_state_dict(state, path, arch)
+        return _from_state_dict(state, path, arch, build)
     try:
         obj = _weights_only_load(path)
     except pickle.UnpicklingError as exc:
@@ -213,7 +239,7 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
             f"{name}: is damaged or not a PyTorch file ({first_line(exc)})"
         ) from None
     if isinstance(obj, Mapping):
-        return _from_state_dict(_flatten_state(obj, name), path, arch)
+        return _from_state_dict(_flatten_state(obj, name), path, arch, build)
     raise ModelLoadError(f"{name}: holds a {type(obj).__name__}, not a state dict or a model")
 
 
@@ -354,32 +380,41 @@ def build_arch(spec: str) -> nn.Module:
     return model
 
 
-def _from_state_dict(state: dict[str, torch.Tensor], path: Path, arch: str | None) -> LoadedModel:
+def _from_state_dict(
+    state: dict[str, torch.Tensor],
+    path: Path,
+    arch: str | None,
+    build: Callable[[], nn.Module] | None = None,
+    sidecar: Sidecar | None = None,
+    kind: ModelFormat = "state_dict",
+) -> LoadedModel:
     name = path.name
-    if arch is None:
+    if arch is None and build is None:
+        what = "a state dict" if kind == "state_dict" else f"{kind} weights"
         raise ArchRequiredError(
-            f"{name}: holds a state dict (weights only): give its architecture with "
+            f"{name}: holds {what} (weights only): give its architecture with "
             "--arch FILE.py:callable"
         )
     notes: list[str] = []
-    side = sidecar_path(path)
-    sidecar = read_sidecar(side) if side.exists() else None
+    if sidecar is None:
+        side = sidecar_path(path)
+        sidecar = read_sidecar(side) if side.exists() else None
     if sidecar is not None:
         if sidecar.shapes:
             count = len(sidecar.shapes.get("modules", {}))
-            notes.append(f"resized {count} layers (channels removed) from {side.name}")
+            notes.append(f"resized {count} layers (channels removed) from {sidecar.name}")
         if sidecar.rules:
-            notes.append(f"rebuilt quantized layers from {side.name}")
-    if not any(k.endswith("_mask") for k in state):
+            notes.append(f"rebuilt quantized layers from {sidecar.name}")
+    if arch is not None and not any(k.endswith("_mask") for k in state):
         fast = _load_on_meta(arch, state, sidecar)
         if fast is not None:
-            return LoadedModel(fast.eval(), str(path), "state_dict", path, arch, notes)
-    model = build_arch(arch)
+            return LoadedModel(fast.eval(), str(path), kind, path, arch, notes)
+    model = build() if build is not None else build_arch(arch or "")
     if sidecar is not None:
         sidecar.rebuild(model)
     _restore_masks(model, state)
     load_state_strict(model, state, name)
-    return LoadedModel(model.eval(), str(path), "state_dict", path, arch, notes)
+    return LoadedModel(model.eval(), str(path), kind, path, arch, notes)
 
 
 def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Sidecar | None) -> nn.Module | None:

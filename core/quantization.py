@@ -16,7 +16,7 @@ from core import compat
 from core.errors import RecipeError, UnsupportedError
 from core.inventory import PRUNABLE_TYPES, quantization_of, select
 from core.recipe import Quantize
-from core.schemes import SCHEMES
+from core.schemes import EXPORT_BACKEND, SCHEMES
 
 
 @dataclass
@@ -26,6 +26,18 @@ class QuantPlan:
 
     layers: dict[str, Quantize] = field(default_factory=dict)
     skipped: dict[str, str] = field(default_factory=dict)
+    at_export: dict[str, Quantize] = field(default_factory=dict)  # ONNX Runtime quantizes these
+
+    def defer_export(self) -> None:
+        """Move the layers ONNX Runtime quantizes (at export) out of the torch steps."""
+        for name, q in list(self.layers.items()):
+            if q.backend == EXPORT_BACKEND and not SCHEMES[q.scheme].is_cast:
+                self.at_export[name] = self.layers.pop(name)
+
+    @property
+    def export_int8(self) -> str | None:
+        """The granularity ONNX Runtime's int8 uses at export, or None."""
+        return next((q.granularity for q in self.at_export.values()), None)
 
     def sidecar(self) -> dict[str, Any] | None:
         """What rebuilds the quantized modules of a saved state dict (``OUT.secateur.json``):
@@ -107,6 +119,14 @@ def check_machine(q: Quantize) -> None:
                 "quantize.backend: 'legacy' needs a quantized engine and this torch build "
                 f"has none ({engines}); use backend: torchao"
             )
+    elif q.backend == EXPORT_BACKEND:
+        try:
+            import onnxruntime  # noqa: F401  (the check: is it installed and does it load?)
+        except Exception as exc:
+            raise UnsupportedError(
+                f"quantize.backend: onnxruntime needs the onnxruntime package, which failed to "
+                f"import ({exc})"
+            ) from None
     elif q.backend == "torchao":
         try:
             compat.torchao()

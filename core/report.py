@@ -155,6 +155,8 @@ class Numbers(_Open):
     latency_ms: float | None = None
     accuracy: float | None = None
     file_bytes: int | None = None  # the saved file (``after`` only, once saved)
+    latency_runtime: str | None = None  # what ran: "torch eager, 1 thread"
+    onnxruntime: dict[str, Any] | None = None  # the saved ONNX file timed in ONNX Runtime
 
 
 class LayerRow(_Open):
@@ -217,8 +219,9 @@ class Report(_Open):
             if data.get(key) is None:
                 data.pop(key, None)
         for side in ("before", "after"):
-            if data[side].get("file_bytes") is None:
-                data[side].pop("file_bytes", None)
+            for key in ("file_bytes", "latency_runtime", "onnxruntime"):
+                if data[side].get(key) is None:
+                    data[side].pop(key, None)
         for row in data["layers"]:  # the version-2 additions, only where they say something
             for key in LayerRow.ADDITIONS:
                 if row.get(key) is None:
@@ -272,6 +275,21 @@ class Report(_Open):
                     getattr(self.after, m.key, None),
                     m.charted,
                 )
+            )
+        ort = self.after.onnxruntime
+        if ort:  # the saved ONNX file in ONNX Runtime, timed alternating with the original
+            rows.insert(
+                [r.key for r in rows].index("latency_ms") + 1,
+                Row(
+                    "onnxruntime_ms",
+                    "Latency, ONNX file in ONNX Runtime",
+                    "ORT",
+                    "ms",
+                    True,
+                    ort.get("torch_ms"),
+                    ort.get("onnxruntime_ms"),
+                    charted=False,
+                ),
             )
         return rows
 

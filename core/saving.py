@@ -10,19 +10,20 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from core.atomic import atomic_file, atomic_write_bytes
-from core.data import Dataset
+from core.atomic import atomic_write_bytes
+from core.data import Dataset, random_data
 from core.errors import Cancelled, SaveError, UnsupportedError, first_line
-from core.formats import SAVE_FORMATS, SaveFormat
+from core.formats import SAVE_FORMATS, SaveFormat, Saving
 from core.loading import SIDECAR_SUFFIX, load_model, sidecar_path
 from core.metrics import call, flatten_outputs
+from core.onnx_runtime import verify_onnx
 
 
 @dataclass
@@ -32,38 +33,55 @@ class SaveOutcome:
     file_bytes: int
     round_trip: dict[str, Any]
     sidecar: Path | None
+    notes: list[str] = field(default_factory=list)
 
 
 ROUND_TRIP_SAMPLES = 4  # samples of the example input the saved file is run on
+SIDECAR_FORMATS = ("state_dict",)  # the formats whose rebuild information sits beside them
 
 
-def check_format(model: nn.Module, path: Path, fmt: str) -> SaveFormat:
-    """The format entry, or a refusal (before any work) when it cannot hold ``model``."""
+def check_format(saving: Saving, fmt: str) -> SaveFormat:
+    """The format entry, or a refusal (before any writing) when it cannot hold the model."""
     if fmt not in SAVE_FORMATS:
         raise SaveError(f"--format: {fmt!r} is not one of {SAVE_FORMATS.choices()}")
     entry = SAVE_FORMATS[fmt]
-    reason = entry.cannot_hold(model, path)
+    reason = entry.cannot_hold(saving)
     if reason is not None:
         raise UnsupportedError(reason)
     return entry
+
+
+def inferred_input(model: nn.Module) -> Dataset | None:
+    """A random input for a model whose first layer is a Linear (its in_features tell the
+    shape), so that a save without any data can still be run and checked; None otherwise."""
+    first = next((m for _, m in model.named_modules() if isinstance(m, nn.Linear)), None)
+    leading = next((m for _, m in model.named_modules() if m is not model and not m._modules), None)
+    if first is None or leading is not first:
+        return None
+    return random_data((1, first.in_features))
 
 
 def save_model(
     model: nn.Module,
     path: str | Path,
     fmt: str,
-    example: Dataset,
+    example: Dataset | None,
     sidecar: dict[str, Any] | None = None,
     protected: Path | None = None,
     force: bool = False,
     arch: str | None = None,
     should_stop: Callable[[], bool] | None = None,
+    build: Callable[[], nn.Module] | None = None,
+    export_int8: str | None = None,
 ) -> SaveOutcome:
     """Write ``model`` atomically in ``fmt``, then reload it, run it and compare.
 
     ``sidecar`` (the quantized layers' rules, the shapes of layers whose channels were
-    removed) is written beside a state dict (``OUT.secateur.json``), so that loading it with
-    its --arch rebuilds those layers.
+    removed) is written beside a state dict (``OUT.secateur.json``) and inside a compressed
+    file, so that loading it with its architecture (``arch``, or ``build`` which returns a
+    fresh one) rebuilds those layers. ``export_int8``: ONNX Runtime quantizes at export
+    (``backend: onnxruntime``), with this granularity. Without ``example`` the saved tensors
+    are compared exactly instead of running the file (formats that trace need an input).
     ``protected`` is the user's input model file: it is never overwritten unless ``force``.
     """
     path = Path(path)
@@ -76,17 +94,23 @@ def save_model(
             f"{path}: is the model you opened; choose another name (or pass --force to "
             "overwrite it)"
         )
-    entry = check_format(model, path, fmt)
-    args, kwargs, _ = example.slice(0, min(ROUND_TRIP_SAMPLES, len(example)))
-    writer = entry.writer(model, path, (args, kwargs))
+    entry = SAVE_FORMATS[fmt]
+    args: tuple = ()
+    kwargs: dict = {}
+    if example is not None:
+        args, kwargs, _ = example.slice(0, min(ROUND_TRIP_SAMPLES, len(example)))
+    elif entry.traces:
+        raise SaveError(
+            f"{path.name}: {fmt} traces the model on an input: give evaluation data (--data) "
+            "or an input shape (--input-shape)"
+        )
     stop = should_stop or (lambda: False)
+    saving = Saving(model, path, args, kwargs, sidecar, export_int8, stop)
+    check_format(saving, fmt)
     if stop():
         raise Cancelled()
     try:
-        with atomic_file(path) as fh:
-            writer(fh)
-            if stop():
-                raise Cancelled()  # the temporary file is removed; the target is untouched
+        notes = entry.write(saving)
     except (SaveError, UnsupportedError, Cancelled):
         raise
     except OSError as exc:
@@ -100,13 +124,19 @@ def save_model(
         ) from None
     written = None
     side = sidecar_path(path)
-    if entry.needs_arch and sidecar:
+    if fmt in SIDECAR_FORMATS and sidecar:
         atomic_write_bytes(side, (json.dumps(sidecar, indent=2) + "\n").encode())
         written = side
     elif side.exists() and side.name.endswith(SIDECAR_SUFFIX):
         side.unlink()  # a stale sidecar would rebuild the wrong modules
-    round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch)
-    return SaveOutcome(path, fmt, path.stat().st_size, round_trip, written)
+    if example is None:
+        round_trip = compare_tensors(model, path, fmt, arch, build)
+    else:
+        round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch, build, export_int8)
+    size = path.stat().st_size + sum(
+        p.stat().st_size for p in (path.with_name(path.name + ".data"),) if p.is_file()
+    )
+    return SaveOutcome(path, fmt, size, round_trip, written, notes)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -116,17 +146,33 @@ def _same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _reload(path: Path, fmt: str, arch: str | None, build: Callable[[], nn.Module] | None) -> Any:
+    """The saved file loaded back as Secateur loads any model (None: nothing rebuilds it)."""
+    if SAVE_FORMATS[fmt].needs_arch:
+        if arch is None and build is None:
+            return None
+        return load_model(path, arch=arch, build=build).model
+    return load_model(path, trust=True).model  # our own file, just written
+
+
 def verify_round_trip(
-    model: nn.Module, path: Path, fmt: str, args: tuple, kwargs: dict, arch: str | None
+    model: nn.Module,
+    path: Path,
+    fmt: str,
+    args: tuple,
+    kwargs: dict,
+    arch: str | None,
+    build: Callable[[], nn.Module] | None = None,
+    export_int8: str | None = None,
 ) -> dict[str, Any]:
-    """Reload the saved file, run it, compare with the in-memory model."""
+    """Reload the saved file, run it, compare with the in-memory model (an ONNX file runs in
+    ONNX Runtime, at two batch sizes)."""
+    if fmt == "onnx":
+        return verify_onnx(model, path, args, kwargs, int8=export_int8 is not None)
     try:
-        if SAVE_FORMATS[fmt].needs_arch:
-            if arch is None:
-                return {"ok": None, "max_abs_error": None, "reason": "no architecture to rebuild"}
-            reloaded = load_model(path, arch=arch).model
-        else:
-            reloaded = load_model(path, trust=True).model  # our own file, just written
+        reloaded = _reload(path, fmt, arch, build)
+        if reloaded is None:
+            return {"ok": None, "max_abs_error": None, "reason": "no architecture to rebuild"}
         with torch.inference_mode():
             expected = [t.float() for t in flatten_outputs(call(model, args, kwargs))]
             got = [t.float() for t in flatten_outputs(call(reloaded, args, kwargs))]
@@ -137,3 +183,40 @@ def verify_round_trip(
     err = max((float((a - b).abs().max()) for a, b in zip(expected, got)), default=0.0)
     scale = max((float(a.abs().max()) for a in expected), default=1.0)
     return {"ok": err <= 1e-4 * max(1.0, scale), "max_abs_error": err}
+
+
+def compare_tensors(
+    model: nn.Module, path: Path, fmt: str, arch: str | None, build: Callable[[], nn.Module] | None
+) -> dict[str, Any]:
+    """With no input to run it on: reload the file and compare every saved tensor exactly."""
+    try:
+        reloaded = _reload(path, fmt, arch, build)
+        if reloaded is None:
+            return {"ok": None, "max_abs_error": None, "reason": "no architecture to rebuild"}
+        mine, theirs = model.state_dict(), reloaded.state_dict()
+    except Exception as exc:
+        return {"ok": False, "max_abs_error": None, "reason": first_line(exc, 200)}
+    if list(mine) != list(theirs):
+        return {"ok": False, "max_abs_error": None, "reason": "the saved tensors differ in names"}
+    differ = [k for k in mine if not _same(mine[k], theirs[k])]
+    if differ:
+        return {"ok": False, "max_abs_error": None, "reason": f"{differ[0]} differs"}
+    return {
+        "ok": True,
+        "max_abs_error": 0.0,
+        "reason": f"no input: all {len(mine)} saved tensors compared exactly",
+    }
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor):
+        if type(a) is not type(b) or a.dtype != b.dtype or a.shape != b.shape:
+            return False
+        if a.is_quantized:
+            return torch.equal(a.int_repr(), b.int_repr())
+        plain = getattr(a, "qdata", a)
+        other = getattr(b, "qdata", b)
+        return torch.equal(plain, other)
+    if isinstance(a, tuple | list) and isinstance(b, tuple | list):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
+    return a == b
