@@ -17,25 +17,16 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, QTimer, Signal, Slot
+from PySide6.QtCore import QPointF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QCursor, QPalette
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QDoubleSpinBox,
-    QGridLayout,
     QLabel,
-    QLineEdit,
-    QPushButton,
     QSizePolicy,
-    QSlider,
-    QSpinBox,
     QToolTip,
-    QVBoxLayout,
     QWidget,
 )
 
 from core.errors import RecipeError
-from core.sensitivity import DEFAULT_AMOUNTS
 from gui.charts import AFTER_COLOR, ChartFrame, PercentAxis
 
 # Tableau 10: distinguishable, colour-blind friendlier than the rainbow; beyond ten layers
@@ -159,6 +150,11 @@ class SensitivityChart(ChartFrame):
         self.header.insertWidget(1, self.cached_badge)
         self.header.insertWidget(2, self.state_label)
         self.header.insertWidget(4, self.marker_hint)
+        self._empty_message = (
+            "Run \u203a Sensitivity Sweep prunes each checked layer alone at each amount "
+            "and plots what happens to the metric"
+        )
+        self.set_empty(self._empty_message)
         scene = self.plot_widget.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)
         scene.sigMouseClicked.connect(self._on_mouse_clicked)
@@ -200,14 +196,6 @@ class SensitivityChart(ChartFrame):
         )
         self._hover_item.setZValue(30)
         widget.addItem(self._hover_item, ignoreBounds=True)
-        self._empty_text = pg.TextItem(
-            "Run \u203a Sensitivity prunes each checked layer alone at each amount\n"
-            "and plots what happens to the metric",
-            color=text,
-            anchor=(0.5, 0.5),
-        )
-        widget.addItem(self._empty_text, ignoreBounds=True)
-        self._empty_text.setPos(0.5, 0.5)
         view.setYRange(0, 1, padding=0)
         return widget
 
@@ -226,9 +214,9 @@ class SensitivityChart(ChartFrame):
         self._baseline = None
         self.cached_badge.setVisible(False)
         self.state_label.setText("")
-        self._empty_text.setVisible(True)
         if message is not None:
-            self._empty_text.setText(message)
+            self._empty_message = message
+        self.set_empty(self._empty_message)
         view = self.plot_widget.getPlotItem().getViewBox()
         view.setXRange(0, 1.0, padding=0.02)
         view.setYRange(0, 1, padding=0)
@@ -271,7 +259,7 @@ class SensitivityChart(ChartFrame):
             added = True
         if added:
             self._restyle()
-            self._empty_text.setVisible(not self._rows)
+            self.set_empty(None if self._rows else self._empty_message)
             self._fit()
 
     def set_result(self, data: Mapping[str, Any], cached: bool, note: str = "") -> None:
@@ -474,172 +462,3 @@ class SensitivityChart(ChartFrame):
         hit = self.nearest(event.scenePos(), CLICK_RADIUS)
         if hit is not None:
             self.layerClicked.emit(hit[0])
-
-
-class SensitivityPanel(QWidget):
-    """The tab: sweep settings and Run, the chart, the target slider and the prediction."""
-
-    runRequested = Signal()
-    targetChanged = Signal()  # the slider or the max drop moved: reallocate
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.amounts_edit = QLineEdit(amounts_text(DEFAULT_AMOUNTS), self)
-        self.amounts_edit.setToolTip("Amounts to try on each layer, in percent (comma-separated)")
-        self.subset_spin = QSpinBox(self)
-        self.subset_spin.setRange(0, 10_000_000)
-        self.subset_spin.setSingleStep(100)
-        self.subset_spin.setSpecialValueText("all")
-        self.subset_spin.setToolTip(
-            "Evaluate on the first N samples only, for speed (all: the whole evaluation data)"
-        )
-        self.quantize_check = QCheckBox("Also quantize alone", self)
-        self.run_button = QPushButton("Run Sweep", self)
-        self.run_button.setToolTip(
-            "Prune each checked layer alone at each amount and measure (Ctrl+Alt+R); "
-            "results are cached per model, data and settings"
-        )
-        self.run_button.clicked.connect(self.runRequested)
-        self.set_scheme("int8_dynamic", "int8 dynamic")
-
-        settings_grid = QGridLayout()  # two short rows: the tab stays as narrow as the others
-        settings_grid.setContentsMargins(4, 0, 0, 0)
-        settings_grid.setHorizontalSpacing(6)
-        settings_grid.setVerticalSpacing(2)
-        settings_grid.addWidget(QLabel("Amounts (%):", self), 0, 0)
-        settings_grid.addWidget(self.amounts_edit, 0, 1)
-        settings_grid.addWidget(QLabel("Samples:", self), 0, 2)
-        settings_grid.addWidget(self.subset_spin, 0, 3)
-        settings_grid.addWidget(self.quantize_check, 1, 0, 1, 2)
-        settings_grid.addWidget(self.run_button, 1, 2, 1, 2, Qt.AlignmentFlag.AlignRight)
-        settings_grid.setColumnStretch(1, 1)
-
-        self.chart = SensitivityChart(self)
-
-        self.target_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.target_slider.setRange(*TARGET_RANGE)
-        self.target_slider.setValue(70)
-        self.target_slider.setPageStep(10)
-        self.target_slider.setTickInterval(10)
-        self.target_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.target_slider.setToolTip(
-            "Overall sparsity of the swept layers: moving it picks per-layer amounts with "
-            "the least predicted loss and puts them in the tree's Amount column"
-        )
-        self.target_value = QLabel(self)
-        self.target_value.setMinimumWidth(40)
-        self.drop_spin = QDoubleSpinBox(self)
-        self.drop_spin.setRange(0.0, 100.0)
-        self.drop_spin.setDecimals(2)
-        self.drop_spin.setSingleStep(0.25)
-        self.drop_spin.setSpecialValueText("no limit")
-        self.drop_spin.setToolTip(
-            "Stop raising amounts once the predicted drop of the metric reaches this "
-            "(accuracy: percentage points); the target may then not be reached"
-        )
-        self.prediction = QLabel(self)
-        self.prediction.setWordWrap(True)
-        self.prediction.setTextFormat(Qt.TextFormat.RichText)
-        target_grid = QGridLayout()
-        target_grid.setContentsMargins(4, 2, 4, 0)
-        target_grid.setHorizontalSpacing(6)
-        target_grid.addWidget(QLabel("Target sparsity:", self), 0, 0)
-        target_grid.addWidget(self.target_slider, 0, 1)
-        target_grid.addWidget(self.target_value, 0, 2)
-        target_grid.addWidget(QLabel("Max drop:", self), 0, 3)
-        target_grid.addWidget(self.drop_spin, 0, 4)
-        target_grid.addWidget(self.prediction, 1, 0, 1, 5)
-        target_grid.setColumnStretch(1, 1)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 4, 0, 0)
-        layout.setSpacing(4)
-        layout.addLayout(settings_grid)
-        layout.addWidget(self.chart, 1)
-        layout.addLayout(target_grid)
-
-        # dragging reallocates at most every 40 ms; a click or a key press at once
-        self._target_timer = QTimer(self)
-        self._target_timer.setSingleShot(True)
-        self._target_timer.setInterval(40)
-        self._target_timer.timeout.connect(self.targetChanged)
-        self.target_slider.valueChanged.connect(self._on_target_moved)
-        self.drop_spin.valueChanged.connect(self._on_target_moved)
-        self._show_target_value()
-        self.set_has_result(False)
-
-    # ---------------------------------------------------------------- settings
-    def set_scheme(self, scheme: str, label: str) -> None:
-        """The settings panel's quantization scheme, used by 'Also quantize alone'."""
-        self._scheme = scheme
-        self.quantize_check.setToolTip(
-            f"Also measure each layer quantized alone with the panel's scheme ({label})"
-        )
-
-    def amounts(self) -> list[float]:
-        """The amounts to sweep; RecipeError names a bad entry."""
-        return parse_amounts(self.amounts_edit.text())
-
-    def subset(self) -> int | None:
-        return self.subset_spin.value() or None
-
-    def quantize_scheme(self) -> str | None:
-        return self._scheme if self.quantize_check.isChecked() else None
-
-    def target(self) -> float:
-        return self.target_slider.value() / 100
-
-    def max_drop(self, metric: str | None) -> float | None:
-        """The max drop in the metric's own units (accuracy: points -> fraction)."""
-        value = self.drop_spin.value()
-        if not value:
-            return None
-        return value / 100 if metric in (None, "accuracy") else value
-
-    def set_target(self, percent: int) -> None:
-        """Move the slider (as a user would) and reallocate now."""
-        self.target_slider.setValue(percent)
-        self._target_timer.stop()
-        self.targetChanged.emit()
-
-    # ---------------------------------------------------------------- state
-    def set_running(self, running: bool, has_model: bool) -> None:
-        enabled = has_model and not running
-        for widget in (self.amounts_edit, self.subset_spin, self.quantize_check):
-            widget.setEnabled(enabled)
-        self.run_button.setEnabled(enabled)
-        self._running = running
-        self._update_target_enabled()
-
-    def set_has_result(self, has: bool, top_amount: float | None = None) -> None:
-        self._has_result = has
-        if has and top_amount:
-            top = max(TARGET_RANGE[0], min(TARGET_RANGE[1], round(100 * top_amount)))
-            self.target_slider.setMaximum(top)
-        if not has:
-            self.prediction.setText(
-                "Run a sweep, then move the slider: it picks per-layer amounts that reach "
-                "the target with the least predicted loss."
-            )
-        self._update_target_enabled()
-
-    def _update_target_enabled(self) -> None:
-        on = getattr(self, "_has_result", False) and not getattr(self, "_running", False)
-        for widget in (self.target_slider, self.drop_spin):
-            widget.setEnabled(on)
-
-    def set_prediction(self, html_text: str, error: bool = False) -> None:
-        self.prediction.setStyleSheet("color: #c0392b;" if error else "")
-        self.prediction.setText(html_text)
-
-    @Slot()
-    def _on_target_moved(self, *args: Any) -> None:
-        self._show_target_value()
-        if self.target_slider.isSliderDown():
-            self._target_timer.start()
-        else:
-            self._target_timer.stop()
-            self.targetChanged.emit()
-
-    def _show_target_value(self) -> None:
-        self.target_value.setText(f"{self.target_slider.value()}%")
