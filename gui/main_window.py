@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QProgressBar,
     QPushButton,
     QSplitter,
@@ -214,6 +215,10 @@ class MainWindow(QMainWindow):
     def action(self, action_id: str) -> QAction:
         """The window's action with this id (see ``gui.actions.ACTIONS``)."""
         return self._actions[action_id]
+
+    def submenu(self, menu_id: str) -> QMenu:
+        """The window's submenu with this id ("recent", "demos")."""
+        return self._actions.submenus[menu_id]
 
     def _connect(self) -> None:
         session, settings, tree = self.session, self.settings, self.tree

@@ -121,6 +121,7 @@ class _Card(QFrame):
         self.delta = QLabel("", self)
         self.delta.setTextFormat(Qt.TextFormat.RichText)
         self.alarm = False
+        self.better: bool | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(1)
@@ -134,6 +135,7 @@ class _Card(QFrame):
         self.value.setText(card.value)
         self.value.setStyleSheet(f"color: {ALARM};" if card.alarm else "")
         self.alarm = card.alarm
+        self.better = card.better
         if card.ratio is None:
             note = html.escape(card.note)
             self.delta.setText(f"<span style='color:{ALARM}'>{note}</span>" if card.alarm else note)
@@ -204,6 +206,10 @@ class SummaryCards(QWidget):
         for card in self.cards:
             card.value.setEnabled(not stale)
             card.delta.setEnabled(not stale)
+
+    def verdicts(self) -> list[bool | None]:
+        """Per card, how its change is coloured: better, worse, or None (no colour)."""
+        return [card.better for card in self.cards]
 
     def alarms(self) -> list[bool]:
         """Per card, whether its value is drawn as an alarm (red)."""
