@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import QFormLayout, QFrame, QLabel, QVBoxLayout, QWidget
 
@@ -111,15 +111,20 @@ class LayerDetails(QFrame):
         layout.addWidget(self.curve_note)
         layout.addWidget(self.plot, 1)
         layout.addStretch(0)
+        # a change of fifty rows is fifty dataChanged: one refresh, once they are all in
+        self._later = QTimer(self)
+        self._later.setSingleShot(True)
+        self._later.setInterval(0)
+        self._later.timeout.connect(self.refresh)
         for signal in (model.dataChanged, model.modelReset, model.layoutChanged):
-            signal.connect(lambda *args: self.refresh())
+            signal.connect(lambda *args: self._later.start())
         self.show_layer(None)
 
     def bind(self, session: Any) -> None:
         """Follow the session's sweep, plan and result (``gui.session.Session``)."""
         self._session = session
         for signal in (session.sweepChanged, session.planChanged, session.resultChanged):
-            signal.connect(self.refresh)
+            signal.connect(self._later.start)
 
     def show_layer(self, name: str | None) -> None:
         """Show this layer (None: say how to pick one)."""

@@ -19,7 +19,8 @@ from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QTabWidget, QVB
 
 from core.plan import Plan
 from core.report import Report
-from gui.charts import ChartFrame, LossChart, MetricsChart, SparsityChart
+from gui.charts import ChartFrame, MetricsChart, SparsityChart
+from gui.loss_chart import LossChart
 from gui.plan_tab import PlanPanel
 from gui.report_rows import SparsityRow, fidelity_warning, sparsity_rows
 from gui.results import MetricsTable, NotesLabel, SummaryCards

@@ -58,6 +58,7 @@ class SensitivityHeatmap(ChartFrame):
         self._metric: str | None = None
         self._baseline: float | None = None
         self._highlighted: str | None = None
+        self._dirty = False  # rows arrived while hidden: drawn when shown
         self.scale_label = QLabel(self)
         palette = self.scale_label.palette()
         palette.setColor(
@@ -122,10 +123,16 @@ class SensitivityHeatmap(ChartFrame):
         self.set_meta(data.get("baseline"), data.get("metric"))
         self.add_layers(data.get("layers", []))
 
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self._dirty:
+            self._redraw()
+
     def _redraw(self) -> None:
+        """The drops from the rows, then the image, the axes and the scale (only while the
+        heatmap is shown: rows streamed in behind the curves are drawn once, when it is)."""
         amounts = sorted({float(p["amount"]) for row in self._rows for p in row["points"]})
         self._amounts = tuple(amounts)
-        self._axis_bottom.amounts = self._amounts
         n, m = len(self._rows), len(amounts)
         baseline = self._baseline if self._baseline is not None else 0.0
         drops = np.zeros((n, m))
@@ -135,6 +142,11 @@ class SensitivityHeatmap(ChartFrame):
                 if amount in values:
                     drops[i, j] = max(baseline - values[amount], 0.0)
         self._drops = drops
+        if not self.isVisible():
+            self._dirty = True
+            return
+        self._dirty = False
+        self._axis_bottom.amounts = self._amounts
         self.set_empty(None if n else EMPTY)
         self._image.setVisible(bool(n and m))
         if not (n and m):
@@ -164,6 +176,8 @@ class SensitivityHeatmap(ChartFrame):
     def highlight(self, name: str | None) -> None:
         """Outline the row of ``name`` (and scroll to it); None clears the outline."""
         self._highlighted = name
+        if self._dirty:
+            return  # drawn with the rows
         index = next((i for i, r in enumerate(self._rows) if r["name"] == name), None)
         if index is None or not self._amounts:
             self._outline.setOpts(x0=np.zeros(0), y=np.zeros(0), width=np.zeros(0))

@@ -206,8 +206,11 @@ class SensitivityPanel(QWidget):
         return value / 100 if metric in (None, "accuracy") else value
 
     def set_target(self, percent: int) -> None:
-        """Move the slider (as a user would) and reallocate now."""
+        """Move the slider (as a user would) and reallocate now (once)."""
+        self.target_slider.blockSignals(True)
         self.target_slider.setValue(percent)
+        self.target_slider.blockSignals(False)
+        self._show_target_value()
         self._target_timer.stop()
         self.targetChanged.emit()
 
@@ -228,8 +231,13 @@ class SensitivityPanel(QWidget):
         """The swept layers (for the search box's completion); a sweep of many layers opens
         in the heatmap unless the user picked a view."""
         self._completer.model().setStringList(names)  # type: ignore[attr-defined]
+        self.choose_view(len(names))
+
+    def choose_view(self, layers: int) -> None:
+        """The view for a sweep of this many layers: the heatmap above MAX_CURVES (fifty
+        curves are spaghetti), unless the user picked one."""
         if not self._view_chosen:
-            self.show_view(1 if len(names) > MAX_CURVES else 0)
+            self.show_view(1 if layers > MAX_CURVES else 0)
 
     def show_view(self, index: int) -> None:
         """0: the curves, 1: the heatmap."""

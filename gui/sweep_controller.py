@@ -139,6 +139,8 @@ class SweepController(QObject):
             "layers": [],
             "partial": True,
         }
+        checked = self.session.selection.checked_names()
+        self.panel.choose_view(len(checked) or sum(i.prunable for i in self.session.layers))
         self.chart.clear("Measuring\u2026 each layer's curve appears as it finishes")
         self.heatmap.clear("Measuring\u2026 each layer's row appears as it finishes")
         self.panel.set_has_result(False)

@@ -141,17 +141,20 @@ def test_full_names_on_hover_and_the_details_pane(qtbot, big_window):
     assert details["Quantization"].startswith("float")
     window.session.selection.set_checked(name, True)
     window.session.selection.set_override(name, 0.3)
-    assert window.tree.details.texts()["Pruning"] == "checked: 30% (its own amount)"
+    details = window.tree.details
+    qtbot.waitUntil(lambda: details.texts()["Pruning"] == "checked: 30% (its own amount)")
     # after a sweep of this layer, its sensitivity curve is drawn in the pane
     window.session.selection.set_checked_names([name])
     window.results.sensitivity_panel.amounts_edit.setText("30, 90")
     data = sweep(qtbot, window).data
     points = data["layers"][0]["points"]
-    xs, ys = window.tree.details.curve()
+    qtbot.waitUntil(lambda: bool(details.curve()[0]))
+    xs, ys = details.curve()
     assert xs == [p["amount"] for p in points]
     assert ys == pytest.approx([p["metric"] for p in points])
     run_and_wait(qtbot, window)
-    assert window.tree.details.texts()["Sparsity"] == "0.0% zeros \u2192 30.0% after the last run"
+    want = "0.0% zeros \u2192 30.0% after the last run"
+    qtbot.waitUntil(lambda: details.texts()["Sparsity"] == want)
 
 
 def test_the_filter_matches_whole_name_segments_and_globs(big_window):
