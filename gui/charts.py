@@ -322,7 +322,7 @@ class SparsityChart(ChartFrame):
         view = item.getViewBox()
         view.invertY(True)
         view.setMouseEnabled(x=False, y=False)
-        view.setXRange(0, 1.0, padding=0.03)
+        view.setXRange(-0.02, 1.16, padding=0)  # room for a value label after a full bar
         empty = np.zeros(0)
         self._highlight = pg.BarGraphItem(
             x0=empty, y=empty, width=empty, height=0.96, brush=HIGHLIGHT_COLOR, pen=None
@@ -402,7 +402,7 @@ class SparsityChart(ChartFrame):
                 value = float(row.planned or 0.0)
                 label.setText(f"{100 * value:.4g}% planned")
                 label.setColor(self._dim_color)
-            label.setPos(min(value, 0.80) + 0.01, rows[k] + 0.19)
+            label.setPos(value + 0.01, rows[k] + 0.19)  # the x range leaves room after 100%
             label.setVisible(True)
 
     def labels(self) -> dict[str, str]:

@@ -68,7 +68,8 @@ COLUMN_WIDTHS = {
     Col.SHAPE: 90,
     Col.BEFORE: 62,
 }
-NAME_MIN_WIDTH = 160
+NAME_MIN_WIDTH = 170
+VISIBLE_FIXED = (Col.TYPE, Col.AMOUNT, Col.AFTER, Col.QUANT)
 
 
 def _source_of(view: QTreeView) -> LayerTreeModel | None:
@@ -330,6 +331,8 @@ class LayerTreePanel(QWidget):
         layout.addLayout(top)
         layout.addWidget(self.split, 1)
         layout.addWidget(self.summary)
+        # the name keeps room beside the columns that matter, whatever the other panes want
+        self.setMinimumWidth(NAME_MIN_WIDTH + sum(COLUMN_WIDTHS[c] for c in VISIBLE_FIXED) + 40)
         self._update_summary()
 
     # ------------------------------------------------------------------ columns

@@ -29,6 +29,7 @@ from PySide6.QtWidgets import (
     QMenu,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QToolBar,
     QVBoxLayout,
@@ -173,6 +174,8 @@ class MainWindow(QMainWindow):
             "Open a model to start (File \u203a Open Model, or drop a file here)"
         )
         self.step_label.setMinimumWidth(200)
+        # a long message is cut at the window's edge; it never widens the window
+        self.step_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar(self)
         self.progress.setFixedWidth(260)
         self.progress.setTextVisible(True)

@@ -197,9 +197,9 @@ def card_values(before_numbers: Mapping[str, Any] | None, report: Report | None)
         if row.after is None:
             cards.append(CardValue(spec.caption, row.before_text(), "not measured"))
             continue
-        value = f"{row.before_text()} \u2192 {row.after_text()}"
         better = verdict(row, report)
-        cards.append(CardValue(spec.caption, value, ratio=row.ratio, better=better))
+        note = f"from {row.before_text()}"  # the value is the result's; the original under it
+        cards.append(CardValue(spec.caption, row.after_text(), note, row.ratio, better))
     return cards
 
 
@@ -237,13 +237,12 @@ def fidelity_warning(report: Report | None) -> str | None:
     top1 = report.fidelity.get("top1_agreement")
     if top1 is not None:
         parts.append(f"top-1 agreement {100 * top1:.1f}%")
-    floors = ", ".join(
-        f"{key.replace('_', ' ')} {floor:g}" for key, floor in FIDELITY_FLOORS.items()
-    )
+    cos_floor, top1_floor = FIDELITY_FLOORS["cosine_similarity"], FIDELITY_FLOORS["top1_agreement"]
     return (
-        f"Fidelity collapsed: {' and '.join(parts)} against the original's outputs (warning "
-        f"below {floors}). The compressed model no longer computes what the original did: "
-        "prune less, or see which layers break it in the Sensitivity tab."
+        f"Fidelity collapsed: {' and '.join(parts)} against the original's outputs (the "
+        f"warning is for a cosine below {cos_floor:g} or a top-1 agreement below "
+        f"{100 * top1_floor:g}%). The compressed model no longer computes what the original "
+        "did: prune less, or see which layers break it in the Sensitivity tab."
     )
 
 

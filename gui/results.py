@@ -118,8 +118,10 @@ class _Card(QFrame):
         font.setPointSizeF(font.pointSizeF() * 1.2)
         font.setBold(True)
         self.value.setFont(font)
+        self.caption.setWordWrap(True)
         self.delta = QLabel("", self)
         self.delta.setTextFormat(Qt.TextFormat.RichText)
+        self.delta.setWordWrap(True)
         self.alarm = False
         self.better: bool | None = None
         layout = QVBoxLayout(self)
@@ -128,7 +130,9 @@ class _Card(QFrame):
         layout.addWidget(self.caption)
         layout.addWidget(self.value)
         layout.addWidget(self.delta)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
 
     def set_value(self, card: CardValue) -> None:
         self.caption.setText(card.caption)
@@ -140,11 +144,10 @@ class _Card(QFrame):
             note = html.escape(card.note)
             self.delta.setText(f"<span style='color:{ALARM}'>{note}</span>" if card.alarm else note)
             return
-        color = better_color(card.better) or "palette(text)"
-        self.delta.setText(
-            f"<span style='color:{color}'>{card.ratio:.2f}\u00d7 "
-            f"({100 * (card.ratio - 1):+.1f}%)</span>"
-        )
+        change = f"{card.ratio:.2f}\u00d7 ({100 * (card.ratio - 1):+.1f}%)"
+        color = better_color(card.better)
+        shown = f"<span style='color:{color}'>{change}</span>" if color else change
+        self.delta.setText(f"{shown} {html.escape(card.note)}")
 
     def texts(self) -> tuple[str, str, str]:
         """(caption, value, the line under it as plain text)."""

@@ -17,7 +17,7 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPointF, QRectF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QCursor, QFont, QFontMetrics, QPalette
-from PySide6.QtWidgets import QLabel, QToolTip, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QToolTip, QWidget
 
 from gui.charts import ChartFrame, RowScroller, elide_middle
 from gui.sensitivity_tab import drop_text, metric_label, metric_text
@@ -65,6 +65,8 @@ class SensitivityHeatmap(ChartFrame):
             QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.PlaceholderText)
         )
         self.scale_label.setPalette(palette)
+        self.scale_label.setMinimumWidth(1)  # a narrow window cuts it, not the chart
+        self.scale_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
         self.header.insertWidget(self.header.count() - 2, self.scale_label)
         self.scroller = RowScroller(self.plot_widget, self.scroll_bar, self)
         scene = self.plot_widget.scene()
@@ -166,9 +168,11 @@ class SensitivityHeatmap(ChartFrame):
         self._axis_left.setWidth(min(widest + 12, 220))
         view = self.plot_widget.getPlotItem().getViewBox()
         view.setXRange(-0.5, m - 0.5, padding=0)
-        self.scale_label.setText(
-            f"darkest: {drop_text(self._metric, -top)} {metric_label(self._metric)} "
-            "(colour \u221d \u221adrop)"
+        self.scale_label.setText(f"darkest {drop_text(self._metric, -top)}")
+        self.scale_label.setToolTip(
+            f"The darkest cell is a {metric_label(self._metric)} drop of "
+            f"{drop_text(self._metric, -top)}; the colour grows with the square root of the "
+            "drop, so small drops stay visible beside a large one"
         )
         self.scroller.set_rows(n, keep=True)
         self.highlight(self._highlighted)
