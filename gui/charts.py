@@ -381,28 +381,29 @@ class SparsityChart(ChartFrame):
         self._axis_left.setWidth(min(widest + 14, 240))
 
     def _update_labels(self) -> None:
-        """Value labels at the end of the bars of the rows in view (pooled: a label is
-        created only when more rows are in view than ever before)."""
+        """Value labels at the end of the bars of the rows in view that have a value
+        (pooled: a label is created only when more are needed than ever before)."""
         first, last = self.scroller.first_last()
-        rows = list(range(first, last + 1)) if self._rows else []
-        while len(self._labels) < len(rows):
+        wanted = []
+        for i in range(first, last + 1) if self._rows else ():
+            row = self._rows[i]
+            if row.after is not None:
+                wanted.append((i, float(row.after), f"{100 * row.after:.1f}%", True))
+            elif row.planned:
+                text = f"{100 * row.planned:.4g}% planned"
+                wanted.append((i, float(row.planned), text, False))
+        while len(self._labels) < len(wanted):
             label = pg.TextItem("", color=self._label_color, anchor=(0, 0.5))
             self.plot_widget.addItem(label, ignoreBounds=True)
             self._labels.append(label)
         for k, label in enumerate(self._labels):
-            row = self._rows[rows[k]] if k < len(rows) else None
-            if row is None or (row.after is None and not row.planned):
+            if k >= len(wanted):
                 label.setVisible(False)
                 continue
-            if row.after is not None:
-                value = float(row.after)
-                label.setText(f"{100 * value:.1f}%")
-                label.setColor(self._label_color)
-            else:
-                value = float(row.planned or 0.0)
-                label.setText(f"{100 * value:.4g}% planned")
-                label.setColor(self._dim_color)
-            label.setPos(value + 0.01, rows[k] + 0.19)  # the x range leaves room after 100%
+            i, value, text, after = wanted[k]
+            label.setText(text)
+            label.setColor(self._label_color if after else self._dim_color)
+            label.setPos(value + 0.01, i + 0.19)  # the x range leaves room after 100%
             label.setVisible(True)
 
     def labels(self) -> dict[str, str]:

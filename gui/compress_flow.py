@@ -31,6 +31,8 @@ from gui.results_area import ResultsArea
 from gui.session import Session
 from gui.worker import JobRunner
 
+MAX_LOGGED_STEPS = 500
+
 
 def memory_question(warning: str) -> Question:
     """'This job may not fit in memory': run anyway? (Unattended, it runs.)"""
@@ -125,8 +127,11 @@ class CompressFlow(QObject):
         self.session.set_result(result, recipe, self._inputs)
         report = result.report
         self._show_report(report)
-        for line in step_lines(report):
-            self.feedback.log(line)
+        steps = step_lines(report)
+        if len(steps) > MAX_LOGGED_STEPS:  # the report names every layer; the log the first
+            more = len(steps) - MAX_LOGGED_STEPS
+            steps = [*steps[:MAX_LOGGED_STEPS], f"\u2026 and {more:,} more steps (in the report)"]
+        self.feedback.log_lines(steps)
         after = report.after
         ratio = size_ratio(report)
         self.feedback.log(

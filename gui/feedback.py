@@ -68,6 +68,12 @@ class Feedback:
         """One time-stamped line in the Log tab."""
         self._log(f"{time.strftime('%H:%M:%S')}  {message}")
 
+    def log_lines(self, messages: list[str]) -> None:
+        """Many time-stamped lines in the Log tab, added in one go (a run's steps)."""
+        if messages:
+            stamp = time.strftime("%H:%M:%S")
+            self._log("\n".join(f"{stamp}  {m}" for m in messages))
+
     def status(self, text: str) -> None:
         """The status bar's step text."""
         self._status(text)

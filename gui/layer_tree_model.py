@@ -80,6 +80,20 @@ HEADERS = {
 SCHEME_ROLE = Qt.ItemDataRole.UserRole + 3  # the Quant column's own scheme (LayerScheme|None)
 
 BULK_PARENTS = 64  # above this many parents a change is announced as one layout change
+N_COLS = len(Col)
+# data() and flags() run for every visible cell on every paint: plain ints, not enum lookups
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_CHECK = int(Qt.ItemDataRole.CheckStateRole.value)
+_EDIT = int(Qt.ItemDataRole.EditRole.value)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole.value)
+_FONT = int(Qt.ItemDataRole.FontRole.value)
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
+_NAME_COL, _AMOUNT_COL, _QUANT_COL = int(Col.NAME), int(Col.AMOUNT), int(Col.QUANT)
+_BASE_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_CHECKABLE_FLAGS = _BASE_FLAGS | Qt.ItemFlag.ItemIsUserCheckable
+_EDITABLE_FLAGS = _BASE_FLAGS | Qt.ItemFlag.ItemIsEditable
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 _NUMERIC = {Col.PARAMS, Col.BEFORE, Col.AFTER, Col.AMOUNT}
@@ -200,11 +214,11 @@ class LayerTreeModel(QAbstractItemModel):
     # ------------------------------------------------------------- Qt interface
     def index(self, row: int, column: int, parent: QModelIndex | None = None) -> QModelIndex:
         if parent is None or not parent.isValid():
-            if row == 0 and self._layers and 0 <= column < len(Col):
+            if row == 0 and self._layers and 0 <= column < N_COLS:
                 return self.createIndex(0, column, 0)
             return QModelIndex()
         kids = self._children[parent.internalId()]
-        if 0 <= row < len(kids) and 0 <= column < len(Col):
+        if 0 <= row < len(kids) and 0 <= column < N_COLS:
             return self.createIndex(row, column, kids[row])
         return QModelIndex()
 
@@ -226,7 +240,7 @@ class LayerTreeModel(QAbstractItemModel):
         return len(self._children[parent.internalId()])
 
     def columnCount(self, parent: QModelIndex | None = None) -> int:
-        return len(Col)
+        return N_COLS
 
     def hasChildren(self, parent: QModelIndex | None = None) -> bool:
         return self.rowCount(parent) > 0
@@ -246,44 +260,45 @@ class LayerTreeModel(QAbstractItemModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         i = index.internalId()
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         col = index.column()
         if self._locked:
-            return flags
-        if col == Col.NAME and self.selection.checkable_below(i):
-            flags |= Qt.ItemFlag.ItemIsUserCheckable
-        if col == Col.AMOUNT and self.selection.checked_at(i) and not self.selection.is_global:
-            flags |= Qt.ItemFlag.ItemIsEditable
-        if col == Col.QUANT and self._layers[i].quantizable and self._layers[i].prunable:
-            flags |= Qt.ItemFlag.ItemIsEditable
-        return flags
+            return _BASE_FLAGS
+        if col == _NAME_COL:
+            return _CHECKABLE_FLAGS if self.selection.checkable_below(i) else _BASE_FLAGS
+        if col == _AMOUNT_COL:
+            on = self.selection.checked_at(i) and not self.selection.is_global
+            return _EDITABLE_FLAGS if on else _BASE_FLAGS
+        if col == _QUANT_COL:
+            info = self._layers[i]
+            return _EDITABLE_FLAGS if info.quantizable and info.prunable else _BASE_FLAGS
+        return _BASE_FLAGS
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         i = index.internalId()
         col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
+        if role == _DISPLAY:
             return self._display(i, col)
-        if role == Qt.ItemDataRole.CheckStateRole:
-            return self._check_state(i) if col == Col.NAME else None
+        if role == _CHECK:
+            return self._check_state(i) if col == _NAME_COL else None
         if role == SORT_ROLE:
             return self._sort_key(i, col)
         if role == NAME_ROLE:
             return self._layers[i].name
-        if role == Qt.ItemDataRole.EditRole:
+        if role == _EDIT:
             if col == Col.QUANT:
                 return self.selection.scheme_at(i)
             return self.selection.amount_at(i) if col == Col.AMOUNT else None
         if role == SCHEME_ROLE:
             return self.selection.scheme_at(i)
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role == _TOOLTIP:
             return self._tooltip(i, col)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in _NUMERIC:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole:
+        if role == _ALIGN:
+            return _RIGHT if col in _NUMERIC else None
+        if role == _FOREGROUND:
             return self._foreground(i, col)
-        if role == Qt.ItemDataRole.FontRole:
+        if role == _FONT:
             if (
                 col == Col.AMOUNT
                 and self.selection.has_override_at(i)
