@@ -89,8 +89,9 @@ ACTIONS: tuple[ActionSpec, ...] = (
     ActionSpec(
         "demo", "Open &Demo", "Ctrl+Shift+D",
         "Open the bundled digits CNN with its data and recipe", SP.SP_ComputerIcon,
-        "&File", toolbar=0, enabled=idle,
+        toolbar=0, enabled=idle,
     ),
+    ActionSpec("demos", "Open &Demo", menu="&File", submenu=True, enabled=idle),
     ActionSpec("recent", "Open &Recent", menu="&File", submenu=True, enabled=idle),
     ActionSpec(
         "open_data", "Open Evaluation &Data\u2026", "Ctrl+D",
@@ -156,6 +157,12 @@ ACTIONS: tuple[ActionSpec, ...] = (
         "sensitivity", "&Sensitivity Sweep", "Ctrl+Alt+R",
         "Prune each checked layer alone at several amounts and plot the metric",
         SP.SP_FileDialogContentsView, "&Run", toolbar=2, enabled=eager_idle,
+    ),
+    ActionSpec(
+        "recommend", "&Recommend Quantization", "Ctrl+Alt+P",
+        "Measure every candidate scheme of each selected layer on this machine and fill the "
+        "Quant column with the fastest plan that keeps fidelity",
+        SP.SP_DialogApplyButton, "&Run", toolbar=2, enabled=eager_idle,
     ),
     ActionSpec(
         "cancel", "C&ancel", Qt.Key.Key_Escape, "Stop the running job after its current step",

@@ -168,7 +168,7 @@ def start(window: object, options: Options, finish: object) -> None:
     if options.demo or options.model is not None:
         window.when_loaded(after_load)
         if options.demo:
-            window.open_demo()
+            window.open_demo(options.demo)
         else:
             assert options.model is not None
             window.open_model(options.model, arch=options.arch, trust=options.trust)

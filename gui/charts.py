@@ -3,6 +3,11 @@
 Each chart builds its plot items once and updates them with ``setOpts``/``setText``; nothing
 is re-created when a run finishes. ``values()`` reads back exactly what is drawn (tests check
 it against the report).
+
+Per-layer charts scroll: ``RowScroller`` keeps a real scroll bar and the plot's visible rows
+in step (a row stays tall enough to read whatever the layer count), and their value labels
+are pooled for the rows in view only. An empty chart says what to do in a word-wrapped label
+over the plot, so the hint is never clipped however narrow the window.
 """
 
 from __future__ import annotations
@@ -12,13 +17,15 @@ from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, Qt, Signal, Slot
+from PySide6.QtCore import QObject, QPointF, Qt, Signal, Slot
 from PySide6.QtGui import QColor, QCursor, QFont, QFontMetrics, QPalette
 from PySide6.QtWidgets import (
     QApplication,
     QFrame,
+    QGridLayout,
     QHBoxLayout,
     QLabel,
+    QScrollBar,
     QSizePolicy,
     QToolButton,
     QToolTip,
@@ -27,17 +34,18 @@ from PySide6.QtWidgets import (
 )
 
 from core.report import Report
-from gui.report_rows import CHART_METRICS, SparsityRow, metric_ratios
+from gui.report_rows import CHART_METRICS, SparsityRow, band_text, metric_ratios, metric_verdicts
 
 BEFORE_COLOR = QColor(150, 160, 175)
 AFTER_COLOR = QColor(33, 118, 204)
 BETTER_COLOR = QColor(46, 139, 87)
 WORSE_COLOR = QColor(214, 110, 40)
+NEUTRAL_COLOR = QColor(92, 96, 102)
 HIGHLIGHT_COLOR = QColor(255, 196, 0, 70)
 PLANNED_COLOR = QColor(33, 118, 204, 45)
 MIN_ROWS = 8  # a model with few layers gets bars of the same thickness, not fat ones
-VISIBLE_ROWS = 28  # rows shown at once in the sparsity chart; the wheel scrolls the rest
-MAX_LABELLED_ROWS = 80  # bar-end value labels only up to this many layers
+ROW_PX = 22  # the least height of one layer's row in a per-layer chart (then it scrolls)
+EXPORT_ROW_PX = 20  # a row's height in an exported per-layer chart (all rows, no scrolling)
 RATIO_CAP = 2.0  # metrics chart: taller after/before bars are cut here (the label says how tall)
 
 
@@ -62,7 +70,7 @@ class _RatioAxis(pg.AxisItem):
         return [f"{v:g}\u00d7" for v in values]
 
 
-def _legend_swatch(color: QColor, text: str, parent: QWidget) -> QWidget:
+def legend_swatch(color: QColor, text: str, parent: QWidget) -> QWidget:
     box = QWidget(parent)
     layout = QHBoxLayout(box)
     layout.setContentsMargins(0, 0, 0, 0)
@@ -77,8 +85,109 @@ def _legend_swatch(color: QColor, text: str, parent: QWidget) -> QWidget:
     return box
 
 
+class RowScroller(QObject):
+    """Keeps a vertical scroll bar and a per-layer plot's visible rows in step.
+
+    The plot's y axis is the row index (inverted: row 0 at the top); as many rows as fit at
+    ``ROW_PX`` each are in view, the bar scrolls the rest (and the mouse wheel moves the
+    bar). ``rangeChanged`` fires whenever the rows in view change."""
+
+    rangeChanged = Signal()
+
+    def __init__(self, plot: pg.PlotWidget, bar: QScrollBar, parent: QObject | None = None):
+        super().__init__(parent)
+        self.view, self.bar = plot.getPlotItem().getViewBox(), bar
+        view = self.view
+        self.rows = 0
+        self._syncing = False
+        plot.viewport().installEventFilter(self)
+        bar.valueChanged.connect(self._on_bar)
+        view.sigYRangeChanged.connect(self._on_view)
+        view.sigResized.connect(lambda *a: self.set_rows(self.rows, keep=True))
+
+    def eventFilter(self, watched: QObject, event: Any) -> bool:
+        """The mouse wheel over the plot scrolls the rows (as the scroll bar does)."""
+        if event.type() == event.Type.Wheel and self.bar.isVisible():
+            steps = -event.angleDelta().y() / 120
+            self.bar.setValue(round(self.bar.value() + 3 * steps))
+            return True
+        return super().eventFilter(watched, event)
+
+    def visible(self) -> int:
+        """How many rows fit in the plot now (at least MIN_ROWS)."""
+        height = self.view.height() or 0
+        return max(MIN_ROWS, int(height // ROW_PX)) if height else MIN_ROWS
+
+    def set_rows(self, n: int, keep: bool = False) -> None:
+        """``n`` rows to show; the top of the plot stays where it was when ``keep``."""
+        self.rows = n
+        shown = max(min(n, self.visible()), MIN_ROWS if n <= MIN_ROWS else 1)
+        top = self.bar.value() if keep else 0
+        self._syncing = True
+        try:
+            self.view.setLimits(yMin=-0.8, yMax=max(n, MIN_ROWS) - 0.2)
+            self.bar.setRange(0, max(0, n - shown))
+            self.bar.setPageStep(max(1, shown))
+            self.bar.setSingleStep(1)
+            self.bar.setVisible(n > shown)
+            top = min(top, self.bar.maximum())
+            self.bar.setValue(top)
+            self.view.setYRange(top - 0.6, top + shown - 0.4, padding=0)
+        finally:
+            self._syncing = False
+        self.rangeChanged.emit()
+
+    def first_last(self) -> tuple[int, int]:
+        """The first and last row index in view."""
+        low, high = self.view.viewRange()[1]
+        return max(0, int(np.ceil(low))), min(self.rows - 1, int(np.floor(high)))
+
+    def scroll_to(self, row: int) -> None:
+        """Bring ``row`` into view (centred when it was out of view)."""
+        first, last = self.first_last()
+        if first <= row <= last:
+            return
+        span = max(last - first + 1, 1)
+        self.bar.setValue(max(0, min(self.bar.maximum(), row - span // 2)))
+
+    def show_all(self) -> None:
+        """Every row at once (for an export)."""
+        self._syncing = True
+        try:
+            self.view.setLimits(yMin=-0.8, yMax=max(self.rows, MIN_ROWS) - 0.2)
+            self.view.setYRange(-0.6, max(self.rows, MIN_ROWS) - 0.4, padding=0)
+        finally:
+            self._syncing = False
+        self.rangeChanged.emit()
+
+    def _on_bar(self, value: int) -> None:
+        if self._syncing:
+            return
+        low, high = self.view.viewRange()[1]
+        span = high - low
+        self._syncing = True
+        try:
+            self.view.setYRange(value - 0.6, value - 0.6 + span, padding=0)
+        finally:
+            self._syncing = False
+        self.rangeChanged.emit()
+
+    def _on_view(self, *args: Any) -> None:
+        if self._syncing:
+            return
+        low = self.view.viewRange()[1][0]
+        self._syncing = True
+        try:
+            self.bar.setValue(max(0, min(self.bar.maximum(), round(low + 0.6))))
+        finally:
+            self._syncing = False
+        self.rangeChanged.emit()
+
+
 class ChartFrame(QWidget):
-    """A title row (title, legend, Save PNG button) above a pyqtgraph PlotWidget."""
+    """A title row (title, legend, Save PNG button) above a pyqtgraph PlotWidget, with an
+    optional scroll bar beside it, a word-wrapped empty-state hint over it and an optional
+    caption under it."""
 
     saveRequested = Signal()
 
@@ -98,18 +207,43 @@ class ChartFrame(QWidget):
         header.setContentsMargins(4, 0, 0, 0)
         header.setSpacing(10)
         header.addWidget(self.title)
-        for color, label in legend:
-            header.addWidget(_legend_swatch(color, label, self))
+        self.legend_boxes = [legend_swatch(color, label, self) for color, label in legend]
+        for box in self.legend_boxes:
+            header.addWidget(box)
         header.addStretch(1)
         header.addWidget(self.save_button)
         self.plot_widget = self._make_plot(base, text)
         self.plot_widget.setBackground(base)
         self.plot_widget.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+        self.scroll_bar = QScrollBar(Qt.Orientation.Vertical, self)
+        self.scroll_bar.setVisible(False)
+        self.empty_label = QLabel(self)
+        self.empty_label.setWordWrap(True)
+        self.empty_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.empty_label.setAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+        self.empty_label.setContentsMargins(24, 12, 24, 12)
+        self.empty_label.setStyleSheet(f"color: {text.name()}; background: transparent;")
+        self.empty_label.setVisible(False)
+        self.caption = QLabel(self)
+        self.caption.setWordWrap(True)
+        palette = self.caption.palette()
+        palette.setColor(
+            QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.PlaceholderText)
+        )
+        self.caption.setPalette(palette)
+        self.caption.setVisible(False)
+        body = QGridLayout()
+        body.setContentsMargins(0, 0, 0, 0)
+        body.setSpacing(0)
+        body.addWidget(self.plot_widget, 0, 0)
+        body.addWidget(self.empty_label, 0, 0)
+        body.addWidget(self.scroll_bar, 0, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(2)
         layout.addLayout(header)
-        layout.addWidget(self.plot_widget, 1)
+        layout.addLayout(body, 1)
+        layout.addWidget(self.caption)
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         raise NotImplementedError
@@ -137,19 +271,33 @@ class ChartFrame(QWidget):
                 axis.enableAutoSIPrefix(False)  # no '(x0.001)' after the labels
         return widget, item
 
+    def set_empty(self, text: str | None) -> None:
+        """The hint over an empty chart (None: the chart has data, no hint)."""
+        self.empty_label.setText(text or "")
+        self.empty_label.setVisible(bool(text))
+
+    def empty_text(self) -> str | None:
+        return self.empty_label.text() if self.empty_label.isVisibleTo(self) else None
+
+    def set_caption(self, text: str) -> None:
+        self.caption.setText(text)
+        self.caption.setVisible(bool(text))
+
     def image(self) -> Any:
         """The plot as a QPixmap, at the size it is shown."""
         return self.plot_widget.grab()
 
 
 class SparsityChart(ChartFrame):
-    """Horizontal grouped bars: each layer's sparsity before (grey) and after (blue).
+    """Horizontal grouped bars: each prunable layer's sparsity before (grey) and after (blue).
 
-    Layer names read left of the bars; hovering a bar tells its numbers; clicking one emits
-    ``layerClicked``; ``highlight(name)`` marks the layer selected in the tree.
-    """
+    Layer names read left of the bars; a scroll bar moves through a big model's layers, and
+    the rows in view carry their values; hovering a bar tells its numbers; clicking one emits
+    ``layerClicked``; ``highlight(name)`` marks (and scrolls to) the layer selected in the
+    tree. ``export_image()`` draws every row, not only those in view."""
 
     layerClicked = Signal(str)
+    EMPTY = "Open a model to see its layers"
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(
@@ -159,8 +307,11 @@ class SparsityChart(ChartFrame):
         )
         self._rows: list[SparsityRow] = []
         self._highlighted: str | None = None
+        self.scroller = RowScroller(self.plot_widget, self.scroll_bar, self)
+        self.scroller.rangeChanged.connect(self._update_labels)
         self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
         self.plot_widget.scene().sigMouseClicked.connect(self._on_mouse_clicked)
+        self.set_empty(self.EMPTY)
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         widget, item = self._plot(
@@ -170,8 +321,8 @@ class SparsityChart(ChartFrame):
         self._axis_left.setStyle(tickLength=0)
         view = item.getViewBox()
         view.invertY(True)
-        view.setMouseEnabled(x=False, y=True)
-        view.setXRange(0, 1.0, padding=0.03)
+        view.setMouseEnabled(x=False, y=False)
+        view.setXRange(-0.02, 1.16, padding=0)  # room for a value label after a full bar
         empty = np.zeros(0)
         self._highlight = pg.BarGraphItem(
             x0=empty, y=empty, width=empty, height=0.96, brush=HIGHLIGHT_COLOR, pen=None
@@ -195,11 +346,6 @@ class SparsityChart(ChartFrame):
         self._labels: list[pg.TextItem] = []
         self._label_color = text
         self._dim_color = QApplication.palette().color(QPalette.ColorRole.PlaceholderText)
-        self._empty_text = pg.TextItem(
-            "Open a model to see its layers", color=text, anchor=(0.5, 0.5)
-        )
-        widget.addItem(self._empty_text)
-        self._empty_text.setPos(0.5, 0.5)
         self._axis_left.setTicks([[], []])
         view.setYRange(0, 1, padding=0)
         return widget
@@ -223,11 +369,8 @@ class SparsityChart(ChartFrame):
             width=np.array([p for _, p in planned], dtype=float),
         )
         self._update_axis()
-        self._update_labels(after)
-        self._empty_text.setVisible(n == 0)
-        view = self.plot_widget.getPlotItem().getViewBox()
-        view.setLimits(yMin=-0.8, yMax=max(n, MIN_ROWS) - 0.2)
-        view.setYRange(-0.6, min(max(n, MIN_ROWS), VISIBLE_ROWS) - 0.4, padding=0)
+        self.set_empty(None if n else self.EMPTY)
+        self.scroller.set_rows(n, keep=True)
         self.highlight(self._highlighted)
 
     def _update_axis(self) -> None:
@@ -237,31 +380,45 @@ class SparsityChart(ChartFrame):
         widest = max((metrics.horizontalAdvance(n) for n in names), default=40)
         self._axis_left.setWidth(min(widest + 14, 240))
 
-    def _update_labels(self, after: np.ndarray) -> None:
-        """Value labels at the end of the after bars (pooled: created only when growing)."""
-        n = len(self._rows) if len(self._rows) <= MAX_LABELLED_ROWS else 0
-        while len(self._labels) < n:
+    def _update_labels(self) -> None:
+        """Value labels at the end of the bars of the rows in view that have a value
+        (pooled: a label is created only when more are needed than ever before)."""
+        first, last = self.scroller.first_last()
+        wanted = []
+        for i in range(first, last + 1) if self._rows else ():
+            row = self._rows[i]
+            if row.after is not None:
+                wanted.append((i, float(row.after), f"{100 * row.after:.1f}%", True))
+            elif row.planned:
+                text = f"{100 * row.planned:.4g}% planned"
+                wanted.append((i, float(row.planned), text, False))
+        while len(self._labels) < len(wanted):
             label = pg.TextItem("", color=self._label_color, anchor=(0, 0.5))
-            self.plot_widget.addItem(label)
+            self.plot_widget.addItem(label, ignoreBounds=True)
             self._labels.append(label)
-        for i, label in enumerate(self._labels):
-            row = self._rows[i] if i < n else None
-            if row is None or (row.after is None and not row.planned):
+        for k, label in enumerate(self._labels):
+            if k >= len(wanted):
                 label.setVisible(False)
                 continue
-            if row.after is not None:
-                value = float(after[i])
-                label.setText(f"{100 * value:.1f}%")
-                label.setColor(self._label_color)
-            else:
-                value = float(row.planned or 0.0)
-                label.setText(f"{100 * value:.4g}% planned")
-                label.setColor(self._dim_color)
-            label.setPos(min(value, 0.80) + 0.01, i + 0.19)
+            i, value, text, after = wanted[k]
+            label.setText(text)
+            label.setColor(self._label_color if after else self._dim_color)
+            label.setPos(value + 0.01, i + 0.19)  # the x range leaves room after 100%
             label.setVisible(True)
 
+    def labels(self) -> dict[str, str]:
+        """The value labels drawn now, by layer (the rows in view)."""
+        out = {}
+        for label in self._labels:
+            if label.isVisible():
+                index = round(label.pos().y() - 0.19)
+                if 0 <= index < len(self._rows):
+                    out[self._rows[index].name] = label.textItem.toPlainText()
+        return out
+
     def highlight(self, name: str | None) -> None:
-        """Mark the row of ``name`` (the tree's current layer); None clears the mark."""
+        """Mark the row of ``name`` (the tree's current layer) and scroll to it; None clears
+        the mark."""
         self._highlighted = name
         index = self.row_of(name) if name is not None else None
         if index is None:
@@ -271,11 +428,7 @@ class SparsityChart(ChartFrame):
         self._highlight.setOpts(
             x0=np.array([-0.02]), y=np.array([float(index)]), width=np.array([1.04])
         )
-        view = self.plot_widget.getPlotItem().getViewBox()
-        top, bottom = view.viewRange()[1]
-        if not top <= index <= bottom:
-            span = bottom - top
-            view.setYRange(index - span / 2, index + span / 2, padding=0)
+        self.scroller.scroll_to(index)
 
     def highlighted(self) -> str | None:
         """The layer marked as the tree's current one (None: none)."""
@@ -297,6 +450,25 @@ class SparsityChart(ChartFrame):
         before = [float(v) for v in np.asarray(self._before.opts["width"])]
         after = [float(v) for v in np.asarray(self._after.opts["width"])]
         return names, before, after
+
+    def export_image(self) -> Any:
+        """Every row as a QPixmap (a chart of the same width, tall enough for all rows),
+        for the exported report."""
+        chart = SparsityChart()
+        chart.setAttribute(Qt.WidgetAttribute.WA_DontShowOnScreen)
+        chart.save_button.setVisible(False)
+        height = max(MIN_ROWS, len(self._rows)) * EXPORT_ROW_PX + 90
+        chart.resize(max(self.width(), 640), height)
+        chart.show()
+        chart.set_rows(self._rows)
+        chart.highlight(self._highlighted)
+        chart.scroller.show_all()
+        QApplication.processEvents()
+        chart.scroller.show_all()
+        image = chart.grab()
+        chart.close()
+        chart.deleteLater()
+        return image
 
     # ------------------------------------------------------------ interaction
     def _row_at(self, scene_pos: QPointF) -> int | None:
@@ -343,10 +515,17 @@ class MetricsChart(ChartFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(
             "After \u00f7 before",
-            [(BEFORE_COLOR, "before"), (BETTER_COLOR, "better"), (WORSE_COLOR, "worse")],
+            [
+                (BEFORE_COLOR, "before"),
+                (BETTER_COLOR, "better"),
+                (WORSE_COLOR, "worse"),
+                (NEUTRAL_COLOR, "no change"),
+            ],
             parent,
         )
         self._ratios: list[float | None] = [None] * len(CHART_METRICS)
+        self._verdicts: list[bool | None] = [None] * len(CHART_METRICS)
+        self.set_caption(band_text(None))
 
     def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
         widget, item = self._plot(
@@ -386,12 +565,11 @@ class MetricsChart(ChartFrame):
         has_run = report is not None
         # a bar taller than the cap is drawn up to it, its label says the real value
         heights = np.array([min(r, RATIO_CAP) if r is not None else 0.0 for r in ratios])
-        brushes = []
-        for spec, ratio in zip(CHART_METRICS, ratios):
-            worse = ratio is not None and (
-                ratio > 1.0005 if spec.lower_is_better else ratio < 0.995
-            )
-            brushes.append(WORSE_COLOR if worse else BETTER_COLOR)
+        # inside the measurement's noise a change is no change: grey, neither better nor worse
+        self._verdicts = metric_verdicts(report)
+        colors = {True: BETTER_COLOR, False: WORSE_COLOR, None: NEUTRAL_COLOR}
+        brushes = [colors[v] for v in self._verdicts]
+        self.set_caption(band_text(report))
         self._before.setOpts(height=np.ones(n) if has_run else np.zeros(n))
         self._after.setOpts(height=heights, brushes=brushes)
         for i, (label, ratio) in enumerate(zip(self._labels, ratios)):
@@ -412,128 +590,11 @@ class MetricsChart(ChartFrame):
     def values(self) -> list[float | None]:
         return list(self._ratios)
 
+    def verdicts(self) -> list[bool | None]:
+        """Per metric: better (True), worse (False) or no change within the noise (None)."""
+        return list(self._verdicts)
 
-class LossChart(ChartFrame):
-    """The fine-tune loss, one point per epoch as the epochs finish."""
-
-    EMPTY = (
-        "Tick 'Fine-tune after pruning' (settings, right) and Compress:\n"
-        "the training loss of each epoch appears here"
-    )
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__("Fine-tune loss", [(AFTER_COLOR, "training loss per epoch")], parent)
-        self._losses: list[float] = []
-        self._epochs = 0
-        self.state_label = QLabel(self)
-        palette = self.state_label.palette()
-        palette.setColor(
-            QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.PlaceholderText)
-        )
-        self.state_label.setPalette(palette)
-        self.header.insertWidget(self.header.count() - 2, self.state_label)
-        self.plot_widget.scene().sigMouseMoved.connect(self._on_mouse_moved)
-
-    def _make_plot(self, base: QColor, text: QColor) -> pg.PlotWidget:
-        widget, item = self._plot(
-            pg.AxisItem("left"), pg.AxisItem("bottom"), text, (False, True, 0.25), si_prefix=False
-        )
-        self._axis_bottom.setLabel("epoch", color=text.name())
-        self._axis_left.setLabel("loss", color=text.name())
-        view = item.getViewBox()
-        view.setMouseEnabled(x=False, y=False)
-        self._curve = pg.PlotDataItem(
-            [],
-            [],
-            pen=pg.mkPen(AFTER_COLOR, width=2),
-            symbol="o",
-            symbolSize=7,
-            symbolBrush=AFTER_COLOR,
-            symbolPen=pg.mkPen(AFTER_COLOR.darker(130)),
-            antialias=True,
-        )
-        widget.addItem(self._curve)
-        self._empty_text = pg.TextItem(self.EMPTY, color=text, anchor=(0.5, 0.5))
-        widget.addItem(self._empty_text, ignoreBounds=True)
-        self._empty_text.setPos(0.5, 0.5)
-        view.setXRange(0, 1, padding=0)
-        view.setYRange(0, 1, padding=0)
-        return widget
-
-    def start(self, epochs: int) -> None:
-        """A fine-tune of ``epochs`` epochs begins: empty axes sized for it."""
-        self._epochs = epochs
-        self._losses = []
-        self.state_label.setText(f"0 of {epochs} epochs")
-        self._redraw()
-
-    def clear(self) -> None:
-        self._epochs = 0
-        self._losses = []
-        self.state_label.setText("")
-        self._redraw()
-
-    def add(self, losses: Sequence[float]) -> None:
-        self._losses.extend(float(v) for v in losses)
-        self._epochs = max(self._epochs, len(self._losses))
-        self.state_label.setText(f"{len(self._losses)} of {self._epochs} epochs")
-        self._redraw()
-
-    def set_losses(
-        self, losses: Sequence[float], epochs: int | None = None, note: str = ""
-    ) -> None:
-        """The finished (or stopped) fine-tune's losses."""
-        self._losses = [float(v) for v in losses]
-        self._epochs = max(epochs or 0, len(self._losses))
-        last = f"; last loss {self._losses[-1]:.4g}" if self._losses else ""
-        self.state_label.setText(note or f"{len(self._losses)} of {self._epochs} epochs{last}")
-        self._redraw()
-
-    def mark_stopped(self) -> None:
-        if self._epochs:
-            self.state_label.setText(
-                f"cancelled after {len(self._losses)} of {self._epochs} epochs"
-            )
-
-    def _redraw(self) -> None:
-        n = len(self._losses)
-        x = np.arange(1, n + 1, dtype=float)
-        self._curve.setData(x, np.array(self._losses, dtype=float))
-        view = self.plot_widget.getPlotItem().getViewBox()
-        active = self._epochs > 0
-        self._empty_text.setVisible(not active)
-        if not active:
-            view.setXRange(0, 1, padding=0)
-            view.setYRange(0, 1, padding=0)
-            self._axis_bottom.setTicks(None)
-            return
-        view.setXRange(0.6, max(self._epochs, 2) + 0.4, padding=0)
-        if self._epochs <= 20:
-            self._axis_bottom.setTicks([[(i, str(i)) for i in range(1, self._epochs + 1)], []])
-        else:
-            self._axis_bottom.setTicks(None)
-        if n:
-            low, high = min(self._losses), max(self._losses)
-            span = max(high - low, abs(high) * 0.05, 1e-6)
-            view.setYRange(max(0.0, low - 0.15 * span), high + 0.15 * span, padding=0)
-
-    def values(self) -> list[float]:
-        """The losses exactly as drawn."""
-        _, y = self._curve.getData()
-        return [float(v) for v in (y if y is not None else [])]
-
-    @Slot(object)
-    def _on_mouse_moved(self, scene_pos: QPointF) -> None:
-        view = self.plot_widget.getPlotItem().getViewBox()
-        if not self._losses or not view.sceneBoundingRect().contains(scene_pos):
-            QToolTip.hideText()
-            return
-        epoch = round(view.mapSceneToView(scene_pos).x())
-        if 1 <= epoch <= len(self._losses):
-            QToolTip.showText(
-                QCursor.pos(),
-                f"epoch {epoch}: loss {self._losses[epoch - 1]:.4g}",
-                self.plot_widget,
-            )
-        else:
-            QToolTip.hideText()
+    def colors(self) -> list[str]:
+        """The after bars' colours, as drawn (#rrggbb)."""
+        brushes = self._after.opts.get("brushes") or []
+        return [pg.mkBrush(b).color().name() for b in brushes]

@@ -9,14 +9,16 @@ controller and the save dialog. A new entry in a registry appears here with no c
 from __future__ import annotations
 
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from core.formats import SAVE_FORMATS as FORMAT_REGISTRY
 from core.methods import PRUNE_METHODS
-from core.recipe import NORM_NAMES, Finetune
+from core.recipe import AUTO, NORM_NAMES, Finetune
 from core.schemes import BACKENDS as BACKEND_REGISTRY
+from core.schemes import CANDIDATES, DEFAULT_BACKEND, KEEP_FLOAT
 from core.schemes import GRANULARITIES as GRANULARITY_NAMES
 from core.schemes import SCHEMES as SCHEME_REGISTRY
+from gui.layer_selection import LayerScheme
 
 
 @dataclass(frozen=True)
@@ -60,9 +62,21 @@ METHODS: tuple[MethodChoice, ...] = tuple(
     for m in PRUNE_METHODS
     if m.scope == "layer"
 )
-SCHEMES: tuple[SchemeChoice, ...] = tuple(
-    SchemeChoice(s.name, s.label, s.tooltip, s.backends, not s.is_cast) for s in SCHEME_REGISTRY
+SCHEMES: tuple[SchemeChoice, ...] = (
+    *(SchemeChoice(s.name, s.label, s.tooltip, s.backends, not s.is_cast) for s in SCHEME_REGISTRY),
+    SchemeChoice(
+        AUTO,
+        "auto (measured plan)",
+        "Measure every candidate scheme of each selected layer on this machine and keep the "
+        "fastest plan whose measured drop stays within the max drop",
+    ),
+    SchemeChoice(
+        KEEP_FLOAT,
+        "keep float",
+        "Leave the selected layers float; the Quant column's per-layer choices still apply",
+    ),
 )
+"""The settings panel's schemes: the registry's, then a measured plan and keeping float."""
 BACKENDS: tuple[Choice, ...] = tuple(Choice(b.name, b.label, b.tooltip) for b in BACKEND_REGISTRY)
 GRANULARITIES: tuple[Choice, ...] = tuple(Choice(v, label) for v, label in GRANULARITY_NAMES)
 _LOSS_TIPS = {
@@ -106,3 +120,80 @@ def scheme_label(value: str) -> str:
     """What the user reads for a scheme ('int8 dynamic'); the value itself when unknown."""
     entry = scheme(value)
     return entry.label if entry is not None else value
+
+
+# ------------------------------------------------------------------ the Quant column
+@dataclass(frozen=True)
+class LayerSchemeChoice(Choice):
+    """One entry of the Quant column's editor: a plan candidate as a per-layer scheme."""
+
+    scheme: LayerScheme = field(default_factory=lambda: LayerScheme(KEEP_FLOAT))
+
+
+def _layer_scheme(candidate_name: str) -> LayerScheme:
+    fields = CANDIDATES[candidate_name].settings()
+    if fields is None:
+        return LayerScheme(KEEP_FLOAT)
+    return LayerScheme(
+        fields["scheme"],
+        fields.get("backend", DEFAULT_BACKEND),
+        fields.get("granularity", "per_channel"),
+    )
+
+
+LAYER_SCHEMES: tuple[LayerSchemeChoice, ...] = tuple(
+    LayerSchemeChoice(c.name, c.label, c.tooltip, _layer_scheme(c.name)) for c in CANDIDATES
+)
+"""What the Quant column offers: keep float and every plan candidate (core.schemes)."""
+SHORT_SCHEMES = {"int8_dynamic": "int8 dyn.", "int8_weight_only": "int8 w-only"}
+
+
+def layer_scheme_of(candidate_name: str) -> LayerScheme:
+    """The per-layer scheme a plan candidate stands for."""
+    return _layer_scheme(candidate_name)
+
+
+def layer_scheme_choice(scheme: LayerScheme) -> LayerSchemeChoice | None:
+    """The Quant column's entry for a scheme (None: no candidate is exactly it)."""
+    normal = normalized(scheme)
+    return next((c for c in LAYER_SCHEMES if c.scheme == normal), None)
+
+
+def normalized(scheme: LayerScheme) -> LayerScheme:
+    """A cast or float has no backend or granularity: compare them without."""
+    entry = SCHEME_REGISTRY.get(scheme.scheme)
+    if scheme.scheme == KEEP_FLOAT or (entry is not None and entry.is_cast):
+        return LayerScheme(scheme.scheme)
+    return scheme
+
+
+def short_scheme(scheme: LayerScheme) -> str:
+    """What the Quant column shows: 'int8 dyn.', 'int8 legacy', 'int8 legacy/t', 'bf16', 'float'."""
+    normal = normalized(scheme)
+    text = SHORT_SCHEMES.get(normal.scheme, normal.scheme)
+    if normal.backend != DEFAULT_BACKEND:
+        text = (
+            f"int8 {normal.backend}"
+            if normal.scheme == "int8_dynamic"
+            else f"{text} {normal.backend}"
+        )
+    if normal.granularity != "per_channel":
+        text += "/t"
+    return text
+
+
+def scheme_from_label(label: str) -> LayerScheme:
+    """'int8_dynamic (legacy, per_channel)' (``core.quantization.describe``) -> its scheme."""
+    scheme, _, rest = label.partition(" (")
+    parts = [p.strip() for p in rest.rstrip(")").split(",")] if rest else []
+    backend = parts[0] if parts else DEFAULT_BACKEND
+    granularity = parts[1] if len(parts) > 1 else "per_channel"
+    return LayerScheme(scheme, backend, granularity)
+
+
+def long_scheme(scheme: LayerScheme) -> str:
+    """The Quant column's tooltip for a scheme: the candidate's label and tip, or the fields."""
+    choice = layer_scheme_choice(scheme)
+    if choice is not None:
+        return f"{choice.label}: {choice.tip}"
+    return f"{scheme.scheme} ({scheme.backend}, {scheme.granularity})"

@@ -2,8 +2,9 @@
 
 Before it starts: the memory check (a job that may not fit asks first). While it runs: each
 finished layer appears in the tree, each fine-tune epoch in the loss chart. At the end the
-result goes into the session and the results are shown; a cancelled or failed run puts the
-tree back as it was, and the model is unchanged either way (the engine works on a copy).
+result goes into the session, the results are shown and the Log names every step (each layer
+pruned, quantized or skipped, and how); a cancelled or failed run puts the tree back as it
+was, and the model is unchanged either way (the engine works on a copy).
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ from core.recipe import Recipe
 from core.report import Report
 from gui.feedback import Feedback, Question
 from gui.layer_tree_model import LayerTreeModel
-from gui.report_rows import size_ratio
+from gui.report_rows import size_ratio, step_lines
 from gui.results_area import ResultsArea
 from gui.session import Session
 from gui.worker import JobRunner
+
+MAX_LOGGED_STEPS = 500
 
 
 def memory_question(warning: str) -> Question:
@@ -70,6 +73,7 @@ class CompressFlow(QObject):
         self._show_report = show_report
         self._snapshot: Any = None
         self._started = 0.0
+        self._inputs: tuple[Any, ...] = ()
 
     def run(self, recipe: Recipe, input_shape: tuple[int, ...] | None) -> None:
         """Compress a copy of the open model with ``recipe`` (after the checks)."""
@@ -92,6 +96,7 @@ class CompressFlow(QObject):
                 return
         self._snapshot = self.tree_model.results()
         self._started = time.perf_counter()
+        self._inputs = (self.session.eval_data, input_shape)
         self.results.start_finetune(recipe.finetune.epochs if recipe.finetune else 0)
         self.feedback.log(f"compress: {json.dumps(recipe.to_dict())}")
         session = self.session
@@ -114,14 +119,19 @@ class CompressFlow(QObject):
 
     def _on_progress(self, event: Progress | None, layers: list[dict[str, Any]]) -> None:
         self.tree_model.set_partial(layers)
-        if event is not None:
-            self.feedback.log(event.message)
+        if event is not None and event.stage not in ("prune", "quantize"):
+            self.feedback.log(event.message)  # the layers' steps are logged, all, at the end
 
     def _on_finished(self, recipe: Recipe, result: CompressionResult) -> None:
         seconds = time.perf_counter() - self._started
-        self.session.set_result(result, recipe)
+        self.session.set_result(result, recipe, self._inputs)
         report = result.report
         self._show_report(report)
+        steps = step_lines(report)
+        if len(steps) > MAX_LOGGED_STEPS:  # the report names every layer; the log the first
+            more = len(steps) - MAX_LOGGED_STEPS
+            steps = [*steps[:MAX_LOGGED_STEPS], f"\u2026 and {more:,} more steps (in the report)"]
+        self.feedback.log_lines(steps)
         after = report.after
         ratio = size_ratio(report)
         self.feedback.log(

@@ -96,6 +96,27 @@ def ask_discard(parent: QWidget | None, action: str) -> QMessageBox.StandardButt
     return QMessageBox.StandardButton(run_box(box))
 
 
+def ask_quit_while_saving(parent: QWidget | None) -> str:
+    """A save runs and the user quits: "wait" (quit when saved), "stop" or "cancel"."""
+    box = QMessageBox(parent)
+    box.setWindowTitle("Saving")
+    box.setIcon(QMessageBox.Icon.Question)
+    box.setText("The compressed model is being saved.")
+    box.setInformativeText(
+        "Quit When Saved waits for the file to be written and checked, then closes. "
+        "Stop Saving cancels it: nothing is written."
+    )
+    wait = box.addButton("Quit When Saved", QMessageBox.ButtonRole.AcceptRole)
+    stop = box.addButton("Stop Saving and Quit", QMessageBox.ButtonRole.DestructiveRole)
+    cancel = box.addButton(QMessageBox.StandardButton.Cancel)
+    box.setDefaultButton(wait)
+    box.setEscapeButton(cancel)
+    box.exec()
+    clicked = box.clickedButton()
+    box.deleteLater()
+    return "wait" if clicked is wait else "stop" if clicked is stop else "cancel"
+
+
 def callables_in(path: Path) -> list[str]:
     """Top-level functions and classes of a Python file, without running it."""
     try:
@@ -121,10 +142,10 @@ class ArchDialog(QDialog):
         self.setWindowTitle("Architecture needed")
         self._start_dir = start_dir
         intro = QLabel(
-            f"<b>{model_path.name}</b> holds weights only (a state dict). Choose the Python "
-            "file that builds the model and the function or class that returns it, as "
-            "<tt>--arch FILE.py:callable</tt> would on the command line. The choice is "
-            "remembered for this file.",
+            f"<b>{model_path.name}</b> holds the weights only, not the model's code. Choose "
+            "the Python file that defines the model, then the function or class in it that "
+            "builds the model (an installed package's module name works too). Secateur "
+            "remembers the choice for this file.",
             self,
         )
         intro.setWordWrap(True)

@@ -1,7 +1,8 @@
 """How the window tells the user things and asks them questions.
 
 One interface, ``Feedback``: ``log`` (the Log tab), ``status`` (the status bar), ``error``,
-``inform`` and the questions (``confirm``, ``ask_discard``, ``ask_trust``, ``ask_arch``).
+``inform`` and the questions (``confirm``, ``ask_discard``, ``ask_quit_while_saving``,
+``ask_trust``, ``ask_arch``).
 ``DialogFeedback`` answers with message boxes and dialogs; ``ScriptedFeedback`` serves
 ``--run --quit-after-run``, where nobody is watching: an error is one line on stderr (plus the
 traceback of a bug) and ends the app with exit code 2 (the user's error) or 1 (a bug), and
@@ -45,6 +46,14 @@ class Discard(Enum):
     CANCEL = "cancel"
 
 
+class QuitWhileSaving(Enum):
+    """The answers to "the compressed model is being saved" when the user quits."""
+
+    WAIT = "wait"  # quit once the save is done
+    STOP = "stop"  # cancel the save (nothing is written) and quit
+    CANCEL = "cancel"
+
+
 class Feedback:
     """Log and status lines go to the window's sinks; what the subclasses decide is how
     errors, information and questions reach the user (and whether they can be asked)."""
@@ -58,6 +67,12 @@ class Feedback:
     def log(self, message: str) -> None:
         """One time-stamped line in the Log tab."""
         self._log(f"{time.strftime('%H:%M:%S')}  {message}")
+
+    def log_lines(self, messages: list[str]) -> None:
+        """Many time-stamped lines in the Log tab, added in one go (a run's steps)."""
+        if messages:
+            stamp = time.strftime("%H:%M:%S")
+            self._log("\n".join(f"{stamp}  {m}" for m in messages))
 
     def status(self, text: str) -> None:
         """The status bar's step text."""
@@ -80,6 +95,10 @@ class Feedback:
     def ask_discard(self, action: str) -> Discard:
         """The result is not saved: save it first, discard it, or cancel ``action``?"""
         return Discard.DISCARD
+
+    def ask_quit_while_saving(self) -> QuitWhileSaving:
+        """A save runs: quit when it is done, stop it and quit, or stay?"""
+        return QuitWhileSaving.WAIT
 
     def ask_trust(self, path: Path) -> bool:
         """May this pickle, which can run code, be opened?"""
@@ -135,6 +154,9 @@ class DialogFeedback(Feedback):
         if answer == QMessageBox.StandardButton.Discard:
             return Discard.DISCARD
         return Discard.CANCEL
+
+    def ask_quit_while_saving(self) -> QuitWhileSaving:
+        return QuitWhileSaving(dialogs.ask_quit_while_saving(self._parent))
 
     def ask_trust(self, path: Path) -> bool:
         return dialogs.ask_trust(self._parent, path)

@@ -1,8 +1,11 @@
-"""Which layers to prune and by how much, as plain Python (no Qt).
+"""Which layers to prune and by how much, and how each layer is quantized, as plain Python
+(no Qt).
 
 ``LayerSelection`` holds, for one model's inventory: which layers are checked, the per-layer
 amounts that differ from the default, the default amount and whether pruning is global (one
-threshold over all checked layers). A parent's tri-state is derived from counters kept up to
+threshold over all checked layers), and the per-layer quantization schemes chosen in the
+Quant column (which override the settings panel's rule, as a later recipe rule overrides an
+earlier one). A parent's tri-state is derived from counters kept up to
 date incrementally, so reading one row's state is O(1). Every change tells its listeners which
 rows it touched; the layer tree's item model is one such listener and turns the news into
 ``dataChanged``. Rows are indices into ``layers`` (the inventory, in ``named_modules()`` order,
@@ -11,6 +14,8 @@ parents before their children).
 
 from __future__ import annotations
 
+import fnmatch
+import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum
@@ -46,11 +51,52 @@ def layer_kinds(model: nn.Module) -> dict[str, Kind]:
     return kinds
 
 
+@dataclass(frozen=True)
+class LayerScheme:
+    """How one layer is quantized when the Quant column says so: a scheme of
+    ``core.schemes`` with its backend and granularity, or ``float`` (kept as it is)."""
+
+    scheme: str
+    backend: str = "torchao"
+    granularity: str = "per_channel"
+
+
+GLOB_CHARS = frozenset("*?[")
+
+
+def name_matcher(text: str) -> Callable[[str, str], bool]:
+    """A test of (module name, type name) for what the user typed in a filter or search box.
+
+    Glob patterns (``*``, ``?``, ``[...]``) match the whole dotted name, as in recipes.
+    Anything else matches whole name segments: ``features.1`` finds ``features.1`` and what
+    is inside it, not ``features.10``; it also finds a type it begins (``linear``,
+    ``conv2`` for Conv2d). Case is ignored."""
+    needle = text.strip().lower()
+    if not needle:
+        return lambda name, type_name: True
+    if GLOB_CHARS & set(needle):
+        rx = re.compile(fnmatch.translate(needle))
+        return lambda name, type_name: bool(
+            rx.fullmatch(name.lower()) or rx.fullmatch(type_name.lower())
+        )
+    parts = needle.split(".")
+    width = len(parts)
+
+    def match(name: str, type_name: str) -> bool:
+        if type_name.lower().startswith(needle):
+            return True
+        segments = name.lower().split(".")
+        return any(segments[i : i + width] == parts for i in range(len(segments) - width + 1))
+
+    return match
+
+
 class Change(Enum):
     RESETTING = "resetting"  # new layers are about to replace the old ones
     RESET = "reset"  # they have
     CHECKS = "checks"
     AMOUNTS = "amounts"
+    SCHEMES = "schemes"
 
 
 @dataclass(frozen=True)
@@ -78,6 +124,7 @@ class LayerSelection:
         self._n_checkable: list[int] = []
         self._n_checked: list[int] = []
         self._override: dict[int, Amount] = {}
+        self._schemes: dict[int, LayerScheme] = {}
         self._kinds: dict[str, Kind] = {}
         self._default_amount: Amount = 0.5
         self._global = False
@@ -91,7 +138,7 @@ class LayerSelection:
 
     def _notify(self, change: Change, rows: Iterable[int] = ()) -> None:
         event = SelectionEvent(change, frozenset(rows))
-        if change in (Change.CHECKS, Change.AMOUNTS) and not event.rows:
+        if change in (Change.CHECKS, Change.AMOUNTS, Change.SCHEMES) and not event.rows:
             return
         for listener in list(self._listeners):
             listener(event)
@@ -117,6 +164,7 @@ class LayerSelection:
         for i in range(n - 1, 0, -1):
             self._n_checkable[self._parent[i]] += self._n_checkable[i]
         self._override = {}
+        self._schemes = {}
         self._notify(Change.RESET)
 
     @property
@@ -279,3 +327,43 @@ class LayerSelection:
         old = set(self._override)
         self._override = {self._ids[n]: a for n, a in overrides.items() if n in self._ids}
         self._notify(Change.AMOUNTS, old | set(self._override))
+
+    # ------------------------------------------------------------------ schemes
+    def scheme_at(self, i: int) -> LayerScheme | None:
+        """The layer's own quantization scheme (None: the settings panel's rule decides)."""
+        return self._schemes.get(i)
+
+    def scheme(self, name: str) -> LayerScheme | None:
+        i = self._ids.get(name)
+        return None if i is None else self._schemes.get(i)
+
+    def schemes(self) -> dict[str, LayerScheme]:
+        """Every per-layer scheme, in model order."""
+        return {self._layers[i].name: s for i, s in sorted(self._schemes.items())}
+
+    def set_scheme(self, name: str, scheme: LayerScheme | None) -> None:
+        """A layer's own scheme; None goes back to the settings panel's rule."""
+        self.set_schemes_of({name: scheme})
+
+    def set_schemes_of(self, schemes: Mapping[str, LayerScheme | None]) -> None:
+        """Set (or, with None, remove) the schemes of these layers; others keep theirs."""
+        touched: set[int] = set()
+        for name, scheme in schemes.items():
+            i = self._ids.get(name)
+            if i is None:
+                continue
+            old = self._schemes.get(i)
+            if scheme is None:
+                self._schemes.pop(i, None)
+            else:
+                self._schemes[i] = scheme
+            if old != scheme:
+                touched.add(i)
+        self._notify(Change.SCHEMES, touched)
+
+    def set_schemes(self, schemes: Mapping[str, LayerScheme]) -> None:
+        """Replace every per-layer scheme (names not in the model are ignored)."""
+        old = dict(self._schemes)
+        self._schemes = {self._ids[n]: s for n, s in schemes.items() if n in self._ids}
+        touched = {i for i in set(old) | set(self._schemes) if old.get(i) != self._schemes.get(i)}
+        self._notify(Change.SCHEMES, touched)

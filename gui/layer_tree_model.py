@@ -1,11 +1,15 @@
 """The layer tree's item model: a QAbstractItemModel over the core's layer inventory.
 
-The checks and per-layer amounts live in a ``LayerSelection`` (plain Python); this model
-adapts it: a click or an edit in the view goes to the selection, and every change of the
-selection, from the view or from code, comes back as ``dataChanged`` for exactly the rows it
-touched (and ``checksChanged``/``amountsChanged``). What only the tree shows (the last run's
-per-layer results, the planned quantization, the lock while a job runs) is kept here, in
-plain per-row arrays, so ``data()`` stays pure and cheap.
+The checks, per-layer amounts and per-layer schemes live in a ``LayerSelection`` (plain
+Python); this model adapts it: a click or an edit in the view goes to the selection, and
+every change of the selection, from the view or from code, comes back as ``dataChanged`` for
+exactly the rows it touched (and ``checksChanged``/``amountsChanged``/``schemesChanged``).
+What only the tree shows (the last run's per-layer results and whether they are out of date,
+the settings panel's planned quantization, the lock while a job runs) is kept here, in plain
+per-row arrays, so ``data()`` stays pure and cheap.
+
+The columns that matter come first (name with its check box, type, Amount, Sparsity after,
+Quant.); the rest (parameters, weight shape, sparsity before) are shown on demand.
 """
 
 from __future__ import annotations
@@ -26,19 +30,33 @@ from PySide6.QtGui import QBrush, QColor, QFont
 
 from core.inventory import LayerInfo
 from core.report import LayerRow
-from gui.layer_selection import Change, Kind, LayerSelection, SelectionEvent
+from gui import choices
+from gui.layer_selection import (
+    Change,
+    Kind,
+    LayerScheme,
+    LayerSelection,
+    SelectionEvent,
+    name_matcher,
+)
 from gui.report_rows import amount_text, percent
 
 
 class Col(IntEnum):
     NAME = 0
     TYPE = 1
-    PARAMS = 2
-    SHAPE = 3
-    BEFORE = 4
-    AFTER = 5
-    QUANT = 6
-    AMOUNT = 7
+    AMOUNT = 2
+    AFTER = 3
+    QUANT = 4
+    PARAMS = 5
+    SHAPE = 6
+    BEFORE = 7
+
+
+OPTIONAL_COLUMNS = (Col.TYPE, Col.AMOUNT, Col.AFTER, Col.QUANT, Col.PARAMS, Col.SHAPE, Col.BEFORE)
+"""Columns the header's context menu can hide (the name, with its check box, always shows)."""
+HIDDEN_BY_DEFAULT = (Col.PARAMS, Col.SHAPE, Col.BEFORE)
+_STATIC = {Col.TYPE: 0, Col.PARAMS: 1, Col.SHAPE: 2, Col.BEFORE: 3}  # index into _static rows
 
 
 HEADERS = {
@@ -48,15 +66,34 @@ HEADERS = {
     Col.SHAPE: ("Weight", "Shape of the layer's weight"),
     Col.BEFORE: ("Sparsity\nbefore", "Fraction of exactly-zero weights in the original model"),
     Col.AFTER: ("Sparsity\nafter", "Fraction of exactly-zero weights after the last run"),
-    Col.QUANT: ("Quant.", "How the layer is (or, in grey, will be) quantized"),
+    Col.QUANT: (
+        "Quant.",
+        "How the layer is (or, in grey, will be) quantized; double-click to choose its own "
+        "scheme (bold), Delete to go back to the settings' rule",
+    ),
     Col.AMOUNT: (
         "Amount",
         "Fraction of the layer's weights to prune; double-click to set a per-layer amount, "
         "Delete to go back to the panel's amount",
     ),
 }
+SCHEME_ROLE = Qt.ItemDataRole.UserRole + 3  # the Quant column's own scheme (LayerScheme|None)
 
 BULK_PARENTS = 64  # above this many parents a change is announced as one layout change
+N_COLS = len(Col)
+# data() and flags() run for every visible cell on every paint: plain ints, not enum lookups
+_DISPLAY = int(Qt.ItemDataRole.DisplayRole.value)
+_CHECK = int(Qt.ItemDataRole.CheckStateRole.value)
+_EDIT = int(Qt.ItemDataRole.EditRole.value)
+_TOOLTIP = int(Qt.ItemDataRole.ToolTipRole.value)
+_ALIGN = int(Qt.ItemDataRole.TextAlignmentRole.value)
+_FOREGROUND = int(Qt.ItemDataRole.ForegroundRole.value)
+_FONT = int(Qt.ItemDataRole.FontRole.value)
+_RIGHT = int((Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter).value)
+_NAME_COL, _AMOUNT_COL, _QUANT_COL = int(Col.NAME), int(Col.AMOUNT), int(Col.QUANT)
+_BASE_FLAGS = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
+_CHECKABLE_FLAGS = _BASE_FLAGS | Qt.ItemFlag.ItemIsUserCheckable
+_EDITABLE_FLAGS = _BASE_FLAGS | Qt.ItemFlag.ItemIsEditable
 SORT_ROLE = Qt.ItemDataRole.UserRole + 1
 NAME_ROLE = Qt.ItemDataRole.UserRole + 2
 _NUMERIC = {Col.PARAMS, Col.BEFORE, Col.AFTER, Col.AMOUNT}
@@ -72,15 +109,11 @@ _CHANGED_ROLES = [
 ]
 
 
-SHORT_SCHEMES = {"int8_dynamic": "int8 dyn.", "int8_weight_only": "int8 w-only"}
-
-
 def short_quant(label: str | None) -> str:
     """'int8_dynamic (torchao, per_channel)' -> 'int8 dyn.' (the tooltip has it all)."""
     if not label:
         return ""
-    scheme = label.split(" (")[0]
-    return SHORT_SCHEMES.get(scheme, scheme)
+    return choices.short_scheme(choices.scheme_from_label(label))
 
 
 class LayerTreeModel(QAbstractItemModel):
@@ -88,6 +121,7 @@ class LayerTreeModel(QAbstractItemModel):
 
     checksChanged = Signal()
     amountsChanged = Signal()
+    schemesChanged = Signal()
 
     def __init__(
         self, selection: LayerSelection | None = None, parent: QObject | None = None
@@ -104,6 +138,7 @@ class LayerTreeModel(QAbstractItemModel):
         self._after: dict[int, float | None] = {}
         self._quant_after: dict[int, str | None] = {}
         self._planned: dict[int, str] = {}
+        self._stale = False
         self._locked = False
         self._dim = QBrush(QColor(128, 128, 128))
         self._bold = QFont()
@@ -135,6 +170,9 @@ class LayerTreeModel(QAbstractItemModel):
         elif event.change is Change.CHECKS:
             self._changed(event.rows)
             self.checksChanged.emit()
+        elif event.change is Change.SCHEMES:
+            self._changed(event.rows, (Col.QUANT, Col.QUANT))
+            self.schemesChanged.emit()
         else:
             self._changed(event.rows, (Col.AMOUNT, Col.AMOUNT))
             self.amountsChanged.emit()
@@ -168,6 +206,7 @@ class LayerTreeModel(QAbstractItemModel):
         self._after.clear()
         self._quant_after.clear()
         self._planned.clear()
+        self._stale = False
 
     def layers(self) -> list[LayerInfo]:
         return self._layers
@@ -175,11 +214,11 @@ class LayerTreeModel(QAbstractItemModel):
     # ------------------------------------------------------------- Qt interface
     def index(self, row: int, column: int, parent: QModelIndex | None = None) -> QModelIndex:
         if parent is None or not parent.isValid():
-            if row == 0 and self._layers and 0 <= column < len(Col):
+            if row == 0 and self._layers and 0 <= column < N_COLS:
                 return self.createIndex(0, column, 0)
             return QModelIndex()
         kids = self._children[parent.internalId()]
-        if 0 <= row < len(kids) and 0 <= column < len(Col):
+        if 0 <= row < len(kids) and 0 <= column < N_COLS:
             return self.createIndex(row, column, kids[row])
         return QModelIndex()
 
@@ -201,7 +240,7 @@ class LayerTreeModel(QAbstractItemModel):
         return len(self._children[parent.internalId()])
 
     def columnCount(self, parent: QModelIndex | None = None) -> int:
-        return len(Col)
+        return N_COLS
 
     def hasChildren(self, parent: QModelIndex | None = None) -> bool:
         return self.rowCount(parent) > 0
@@ -221,45 +260,57 @@ class LayerTreeModel(QAbstractItemModel):
         if not index.isValid():
             return Qt.ItemFlag.NoItemFlags
         i = index.internalId()
-        flags = Qt.ItemFlag.ItemIsEnabled | Qt.ItemFlag.ItemIsSelectable
         col = index.column()
         if self._locked:
-            return flags
-        if col == Col.NAME and self.selection.checkable_below(i):
-            flags |= Qt.ItemFlag.ItemIsUserCheckable
-        if col == Col.AMOUNT and self.selection.checked_at(i) and not self.selection.is_global:
-            flags |= Qt.ItemFlag.ItemIsEditable
-        return flags
+            return _BASE_FLAGS
+        if col == _NAME_COL:
+            return _CHECKABLE_FLAGS if self.selection.checkable_below(i) else _BASE_FLAGS
+        if col == _AMOUNT_COL:
+            on = self.selection.checked_at(i) and not self.selection.is_global
+            return _EDITABLE_FLAGS if on else _BASE_FLAGS
+        if col == _QUANT_COL:
+            info = self._layers[i]
+            return _EDITABLE_FLAGS if info.quantizable and info.prunable else _BASE_FLAGS
+        return _BASE_FLAGS
 
     def data(self, index: QModelIndex, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
         if not index.isValid():
             return None
         i = index.internalId()
         col = index.column()
-        if role == Qt.ItemDataRole.DisplayRole:
+        if role == _DISPLAY:
             return self._display(i, col)
-        if role == Qt.ItemDataRole.CheckStateRole:
-            return self._check_state(i) if col == Col.NAME else None
+        if role == _CHECK:
+            return self._check_state(i) if col == _NAME_COL else None
         if role == SORT_ROLE:
             return self._sort_key(i, col)
         if role == NAME_ROLE:
             return self._layers[i].name
-        if role == Qt.ItemDataRole.EditRole:
+        if role == _EDIT:
+            if col == Col.QUANT:
+                return self.selection.scheme_at(i)
             return self.selection.amount_at(i) if col == Col.AMOUNT else None
-        if role == Qt.ItemDataRole.ToolTipRole:
+        if role == SCHEME_ROLE:
+            return self.selection.scheme_at(i)
+        if role == _TOOLTIP:
             return self._tooltip(i, col)
-        if role == Qt.ItemDataRole.TextAlignmentRole and col in _NUMERIC:
-            return int(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
-        if role == Qt.ItemDataRole.ForegroundRole:
+        if role == _ALIGN:
+            return _RIGHT if col in _NUMERIC else None
+        if role == _FOREGROUND:
             return self._foreground(i, col)
-        if role == Qt.ItemDataRole.FontRole:
+        if role == _FONT:
             if (
                 col == Col.AMOUNT
                 and self.selection.has_override_at(i)
                 and self.selection.checked_at(i)
             ):
                 return self._bold
-            if col == Col.QUANT and i not in self._quant_after and i in self._planned:
+            if col == Col.QUANT and (self._stale or i not in self._quant_after):
+                if self.selection.scheme_at(i) is not None:
+                    return self._bold
+                if i in self._planned:
+                    return self._italic
+            if col == Col.AFTER and self._stale and i in self._after:
                 return self._italic
         return None
 
@@ -270,8 +321,11 @@ class LayerTreeModel(QAbstractItemModel):
         if col == Col.AFTER:
             return percent(self._after.get(i))
         if col == Col.QUANT:
-            if i in self._quant_after:
+            if i in self._quant_after and not self._stale:
                 return short_quant(self._quant_after[i])
+            own = self.selection.scheme_at(i)
+            if own is not None:
+                return choices.short_scheme(own)
             return short_quant(info.quantization or self._planned.get(i))
         if col == Col.AMOUNT:
             if not self.selection.checked_at(i):
@@ -280,7 +334,7 @@ class LayerTreeModel(QAbstractItemModel):
             if self.selection.is_global:
                 return f"{amount_text(amount)} global"
             return amount_text(amount)
-        return self._static[i][col - 1]
+        return self._static[i][_STATIC[Col(col)]]
 
     def _foreground(self, i: int, col: int) -> QBrush | None:
         info = self._layers[i]
@@ -288,7 +342,10 @@ class LayerTreeModel(QAbstractItemModel):
             return self._dim
         if col == Col.AMOUNT and not self.selection.has_override_at(i):
             return self._dim
-        if col == Col.QUANT and i not in self._quant_after and not info.quantization:
+        shown_result = i in self._quant_after and not self._stale
+        if col == Col.QUANT and not shown_result and not info.quantization:
+            return None if self.selection.scheme_at(i) is not None else self._dim
+        if col == Col.AFTER and self._stale:
             return self._dim
         if col == Col.NAME and not self.selection.checkable_below(i):
             return self._dim
@@ -311,7 +368,7 @@ class LayerTreeModel(QAbstractItemModel):
         if col == Col.PARAMS:
             return float(info.parameters or self._totals[i])
         if col == Col.SHAPE:
-            return self._static[i][2]
+            return self._static[i][_STATIC[Col.SHAPE]]
         if col == Col.BEFORE:
             return -1.0 if info.sparsity is None else info.sparsity
         if col == Col.AFTER:
@@ -333,18 +390,23 @@ class LayerTreeModel(QAbstractItemModel):
                 return f"{name}\nCheck to prune this {info.type}"
             return f"{name}\n{self._totals[i]:,} parameters inside"
         if col == Col.QUANT:
-            label = self._quant_after.get(i) or info.quantization
+            label = (None if self._stale else self._quant_after.get(i)) or info.quantization
             if label:
                 return label
+            own = self.selection.scheme_at(i)
+            if own is not None:
+                return f"its own scheme: {choices.long_scheme(own)}"
             if i in self._planned:
-                return f"will be quantized: {self._planned[i]}"
-            return None
+                return f"will be quantized (the settings' rule): {self._planned[i]}"
+            return HEADERS[Col.QUANT][1] if info.quantizable and info.prunable else None
+        if col == Col.AFTER and self._stale and i in self._after:
+            return "The last run's result; the settings changed since (Compress to update)"
         if col == Col.AMOUNT and self.selection.checked_at(i):
             return HEADERS[Col.AMOUNT][1]
         if col == Col.TYPE:
             return info.type
         if col == Col.SHAPE and info.dtype:
-            return f"{self._static[i][2]} ({info.dtype})"
+            return f"{self._static[i][_STATIC[Col.SHAPE]]} ({info.dtype})"
         return None
 
     def setData(self, index: QModelIndex, value: Any, role: int = 0) -> bool:
@@ -357,6 +419,11 @@ class LayerTreeModel(QAbstractItemModel):
             return True
         if role == Qt.ItemDataRole.EditRole and index.column() == Col.AMOUNT:
             self.selection.set_override(self._layers[i].name, value)
+            return True
+        if role == Qt.ItemDataRole.EditRole and index.column() == Col.QUANT:
+            if value is not None and not isinstance(value, LayerScheme):
+                return False
+            self.selection.set_scheme(self._layers[i].name, value)
             return True
         return False
 
@@ -392,9 +459,22 @@ class LayerTreeModel(QAbstractItemModel):
         self._planned = new  # type: ignore[assignment]
         self._changed(touched, (Col.QUANT, Col.QUANT))
 
+    def set_stale(self, stale: bool) -> None:
+        """Whether the shown results are out of date (the settings changed since the run):
+        the Sparsity after column dims, the Quant. column shows what the settings will do."""
+        if stale == self._stale:
+            return
+        self._stale = stale
+        self._changed(set(self._after) | set(self._quant_after), (Col.AFTER, Col.QUANT))
+
+    @property
+    def stale(self) -> bool:
+        return self._stale
+
     def set_results(self, rows: Sequence[LayerRow] | None) -> None:
         """The last run's per-layer rows (the report's layers); None clears them."""
         touched = set(self._after) | set(self._quant_after)
+        self._stale = False
         self._after.clear()
         self._quant_after.clear()
         for row in rows or ():
@@ -473,11 +553,13 @@ class LayerTreeModel(QAbstractItemModel):
 
 
 class LayerFilterProxy(QSortFilterProxyModel):
-    """Filters by name or type (a layer's parents stay visible) and sorts by raw values."""
+    """Filters by whole name segments, glob patterns or type (``name_matcher``; a layer's
+    parents stay visible) and sorts by raw values."""
 
     def __init__(self, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self._needle = ""
+        self._match = name_matcher("")
         self.setRecursiveFilteringEnabled(True)
         self.setFilterRole(NAME_ROLE)
         self.setSortRole(SORT_ROLE)
@@ -489,10 +571,10 @@ class LayerFilterProxy(QSortFilterProxyModel):
             return
         if hasattr(self, "beginFilterChange"):
             self.beginFilterChange()
-            self._needle = needle
+            self._needle, self._match = needle, name_matcher(needle)
             self.endFilterChange(QSortFilterProxyModel.Direction.Rows)
         else:  # Qt < 6.9
-            self._needle = needle
+            self._needle, self._match = needle, name_matcher(needle)
             self.invalidateFilter()
 
     def filterAcceptsRow(self, source_row: int, source_parent: QModelIndex) -> bool:
@@ -501,4 +583,4 @@ class LayerFilterProxy(QSortFilterProxyModel):
         source = self.sourceModel()
         index = source.index(source_row, 0, source_parent)
         info = source.layers()[index.internalId()]
-        return self._needle in info.name.lower() or self._needle in info.type.lower()
+        return self._match(info.name, info.type)

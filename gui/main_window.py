@@ -1,12 +1,14 @@
 """The main window: layer tree (left), results (centre), settings (right), progress (bottom).
 
 It lays the widgets out, builds its actions from ``gui.actions``, and connects the parts: the
-open document is the ``Session``; opening files, compressing, saving and the sensitivity sweep
-are flows (``OpenFlow``, ``CompressFlow``, ``SaveFlow``, ``SweepController``) that run their
-jobs on one ``JobRunner`` with their own callbacks; every message goes through one
-``Feedback`` (dialogs, or stderr and an exit code when scripted). What is left here is what
-joins them: installing an opened model, the recipe the widgets show, the preview of what it
-will do, and the window's own mechanics (title, geometry, drops, closing).
+open document is the ``Session``; opening files, compressing, saving, the sensitivity sweep
+and Recommend are flows (``OpenFlow``, ``CompressFlow``, ``SaveFlow``, ``SweepController``,
+``PlanFlow``) that run their jobs on one ``JobRunner`` with their own callbacks; every message
+goes through one ``Feedback`` (dialogs, or stderr and an exit code when scripted); whether
+the window may close is the ``CloseGuard``'s. What is left here is what joins them:
+installing an opened model, the recipe the widgets show, the preview of what it will do,
+whether the shown result is still what the settings say, and the window's own mechanics
+(title, geometry, drops, closing).
 """
 
 from __future__ import annotations
@@ -24,8 +26,10 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QLabel,
     QMainWindow,
+    QMenu,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSplitter,
     QToolBar,
     QVBoxLayout,
@@ -34,21 +38,24 @@ from PySide6.QtWidgets import (
 
 from core import demos as core_demo
 from core.atomic import atomic_write_bytes
+from core.demos import DEFAULT_DEMO
 from core.errors import UserError
 from core.progress import Progress
 from core.recipe import Recipe, load_recipe
 from core.report import Report
 from core.tasks import Opened, warm_up
-from gui import dialogs, prefs
+from gui import dialogs, file_menus, prefs
 from gui.actions import ActionContext, ActionTable
+from gui.close_guard import CloseGuard
 from gui.compress_flow import CompressFlow
 from gui.feedback import APP_NAME, DialogFeedback, Discard, Feedback, ScriptedFeedback
 from gui.layer_selection import Kind
 from gui.layer_tree import LayerTreePanel
 from gui.open_flow import OpenFlow
 from gui.options import Options
+from gui.plan_flow import PlanFlow
 from gui.recipe_editor import RecipeEditor
-from gui.recipe_state import WindowState
+from gui.recipe_state import WindowState, scheme_options
 from gui.report_rows import SparsityRow, planned_rows
 from gui.results_area import ResultsArea
 from gui.save_flow import SaveFlow, png_bytes
@@ -66,7 +73,7 @@ MODEL_FILTERS = (
     "All files (*)",
 )
 DATA_FILTER = "Data (*.npz *.pt);;All files (*)"
-DEFAULT_SPLIT = (650, 430, 300)  # tree, results, settings at the default 1400 px width
+DEFAULT_SPLIT = (580, 500, 300)  # tree, results, settings at the default 1400 px width
 
 
 class MainWindow(QMainWindow):
@@ -83,6 +90,8 @@ class MainWindow(QMainWindow):
     sweepFinished = Signal(object)  # SweepResult
     sweepCancelled = Signal()
     sweepFailed = Signal(object)  # the exception
+    planFinished = Signal(object)  # Plan
+    planCancelled = Signal()
     amountsAllocated = Signal(dict)  # the automatic per-layer amounts now in the tree
     exitRequested = Signal(int)  # scripted mode: the exit code
 
@@ -115,6 +124,16 @@ class MainWindow(QMainWindow):
             self.tree.current_layer,
             self.results.show_sensitivity_tab,
         )
+        self.plans = PlanFlow(*args, self.settings, self.results, self)
+        self.closer = CloseGuard(*args, self.saves, self.close, self)
+        self.tree.details.bind(self.session)
+        self.tree.set_scheme_options(
+            lambda name: (
+                scheme_options(self.session.loaded.model, name)
+                if self.session.loaded is not None and self.session.eager
+                else []
+            )
+        )
         self._actions = ActionTable(self, self._action_slots())
         toolbar = QToolBar("Main", self)
         toolbar.setObjectName("mainToolbar")
@@ -122,7 +141,11 @@ class MainWindow(QMainWindow):
         toolbar.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
         self._actions.build(toolbar, self.tree.add_check_action)
         self.addToolBar(toolbar)
-        self._actions.submenus["recent"].aboutToShow.connect(self._on_recent_menu_shown)
+        recent = self._actions.submenus["recent"]
+        recent.aboutToShow.connect(lambda: file_menus.fill_recent(recent, self.open_model))
+        file_menus.fill_demos(
+            self._actions.submenus["demos"], self.action("demo").shortcut(), self.open_demo
+        )
         self._connect()
         self._restore_geometry()
         self._update_actions()
@@ -151,6 +174,8 @@ class MainWindow(QMainWindow):
             "Open a model to start (File \u203a Open Model, or drop a file here)"
         )
         self.step_label.setMinimumWidth(200)
+        # a long message is cut at the window's edge; it never widens the window
+        self.step_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.progress = QProgressBar(self)
         self.progress.setFixedWidth(260)
         self.progress.setTextVisible(True)
@@ -184,6 +209,7 @@ class MainWindow(QMainWindow):
             "invert": selection.invert,
             "run": self.run_compression,
             "sensitivity": self.sweeps.run,
+            "recommend": self.plans.run,
             "cancel": self.cancel_job,
             "about": lambda: dialogs.show_about(self),
             "about_qt": QApplication.aboutQt,
@@ -192,6 +218,10 @@ class MainWindow(QMainWindow):
     def action(self, action_id: str) -> QAction:
         """The window's action with this id (see ``gui.actions.ACTIONS``)."""
         return self._actions[action_id]
+
+    def submenu(self, menu_id: str) -> QMenu:
+        """The window's submenu with this id ("recent", "demos")."""
+        return self._actions.submenus[menu_id]
 
     def _connect(self) -> None:
         session, settings, tree = self.session, self.settings, self.tree
@@ -203,6 +233,8 @@ class MainWindow(QMainWindow):
             (self.sweeps.finished, self.sweepFinished),
             (self.sweeps.cancelled, self.sweepCancelled),
             (self.sweeps.failed, self.sweepFailed),
+            (self.plans.finished, self.planFinished),
+            (self.plans.cancelled, self.planCancelled),
             (self.sweeps.amountsAllocated, self.amountsAllocated),
         ):
             source.connect(target)
@@ -219,7 +251,10 @@ class MainWindow(QMainWindow):
         session.evalDataChanged.connect(self._on_data_changed)
         session.trainDataChanged.connect(self._on_data_changed)
         session.saveOutcomeChanged.connect(self._on_save_outcome_changed)
+        session.staleChanged.connect(self.results.set_stale)
+        session.staleChanged.connect(tree.model.set_stale)
         settings.runRequested.connect(self.run_compression)
+        settings.recommendRequested.connect(self.action("recommend").trigger)
         settings.changed.connect(lambda: self.sweeps.set_scheme(settings.scheme()))
         self.recipes.previewed.connect(self._on_previewed)
         settings.evalBrowseRequested.connect(self.action("open_data").trigger)
@@ -295,9 +330,11 @@ class MainWindow(QMainWindow):
             prefs.set_last_folder("model", Path(path))
             self.open_model(Path(path))
 
-    def open_demo(self) -> None:
+    def open_demo(self, name: str | None = None) -> None:
+        """Open a bundled demo (``core.demos.DEMOS``; the default one when None) with its
+        data and its own recipe."""
         if self._confirm_discard("open the demo"):
-            self.opener.open_demo()
+            self.opener.open_demo(name or DEFAULT_DEMO)
 
     def open_model(self, path: Path, arch: str | None = None, trust: bool = False) -> None:
         """Open a model file; a state dict asks for its architecture, a pickle for trust."""
@@ -385,6 +422,7 @@ class MainWindow(QMainWindow):
             set_file(path.name if path else data.source, f"{path or data.source}\n{described}")
             info.append(f"{label}: {described}.")
         self.settings.set_data_info(" ".join(info))
+        self._check_stale()
 
     # ================================================================ recipes
     def window_state(self) -> WindowState:
@@ -408,6 +446,21 @@ class MainWindow(QMainWindow):
         if self.session.result is None and not self.jobs.busy:
             self.results.update_planned(self._planned_rows())
         self.sweeps.update_prediction()
+        self._check_stale()
+
+    def _check_stale(self) -> None:
+        """The result is out of date once the recipe or the data differ from its run's."""
+        s = self.session
+        if s.result is None or s.result_recipe is None or self.jobs.busy:
+            return
+        try:
+            recipe, shape = self.current_recipe(), self.settings.input_shape()
+        except UserError:
+            s.set_stale(True)
+            return
+        data, ran_shape = s.result_inputs or (None, None)
+        same_inputs = data is s.eval_data and (data is not None or ran_shape == shape)
+        s.set_stale(recipe.to_dict() != s.result_recipe.to_dict() or not same_inputs)
 
     # ================================================================== run
     def run_compression(self) -> None:
@@ -457,7 +510,8 @@ class MainWindow(QMainWindow):
         self.tree.model.set_results(report.layers if report else None)
         current = self.tree.current_layer()
         if report:
-            self.results.show_report(self.session.before, report, current)
+            prunable = [info.name for info in self.session.layers if info.prunable]
+            self.results.show_report(self.session.before, report, current, prunable)
         else:
             self.results.show_planned(self.session.before, self._planned_rows(), current)
 
@@ -498,26 +552,6 @@ class MainWindow(QMainWindow):
             return False  # the save runs in the background; the user repeats the action
         return answer is Discard.DISCARD
 
-    # =========================================================== recent files
-    @Slot()
-    def _on_recent_menu_shown(self) -> None:
-        menu = self._actions.submenus["recent"]
-        menu.clear()
-        files = prefs.recent_files()
-        for i, name in enumerate(files):
-            label = f"&{i + 1} {Path(name).name}" if i < 9 else Path(name).name
-            action = menu.addAction(label)
-            action.setToolTip(name)
-            action.setStatusTip(name)
-            action.triggered.connect(partial(self.open_model, Path(name)))
-        if not files:
-            empty = menu.addAction("No recent models")
-            empty.setEnabled(False)
-        menu.addSeparator()
-        clear = menu.addAction("Clear Menu")
-        clear.setEnabled(bool(files))
-        clear.triggered.connect(prefs.clear_recent_files)
-
     # ========================================================== drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:
         urls = event.mimeData().urls()
@@ -545,7 +579,7 @@ class MainWindow(QMainWindow):
 
     # ================================================================ closing
     def closeEvent(self, event: QCloseEvent) -> None:
-        if not self._force_close and not self._confirm_discard("quit"):
+        if not self._force_close and not self.closer.may_close(self.isWindowModified()):
             event.ignore()
             return
         self.jobs.shutdown()

@@ -18,6 +18,7 @@ from PySide6.QtCore import QObject
 
 from core import tasks
 from core.data import Dataset
+from core.demos import DEFAULT_DEMO
 from core.errors import ArchRejectedError, ArchRequiredError, TrustRequiredError
 from core.tasks import Opened
 from gui import prefs
@@ -49,18 +50,21 @@ class OpenFlow(QObject):
         """Run ``action`` once the model being opened is shown (dropped if opening fails)."""
         self._after_load.append(action)
 
-    def open_demo(self) -> None:
-        self._start(None, None, False)
+    def open_demo(self, name: str) -> None:
+        """Open the bundled demo ``name`` (``core.demos.DEMOS``) with its data."""
+        self._start(None, None, False, name)
 
     def open_model(self, path: Path, arch: str | None, trust: bool) -> None:
         """Open a model file with this architecture (for a state dict) and trust (for a
         pickle); a missing one is asked for."""
         self._start(path, arch, trust)
 
-    def _start(self, path: Path | None, arch: str | None, trust: bool) -> None:
+    def _start(
+        self, path: Path | None, arch: str | None, trust: bool, demo: str = DEFAULT_DEMO
+    ) -> None:
         self.runner.start(
             "load",
-            partial(tasks.open_model, path, arch, trust),
+            partial(tasks.open_model, path, arch, trust, demo=demo),
             on_finished=partial(self._on_loaded, path, arch),
             on_cancelled=self._on_load_cancelled,
             on_failed=partial(self._on_load_failed, path, arch, trust),

@@ -18,7 +18,7 @@ class Options:
     """The window's start-up flags."""
 
     model: Path | None = None
-    demo: bool = False
+    demo: str | None = None  # the name of a bundled demo (core.demos.DEMOS)
     arch: str | None = None
     data: Path | None = None
     train_data: Path | None = None
@@ -41,7 +41,7 @@ class Options:
 
         return cls(
             model=path(ns.model),
-            demo=ns.demo,
+            demo=ns.demo or None,
             arch=ns.arch,
             data=path(ns.data),
             train_data=path(ns.train_data),

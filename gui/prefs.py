@@ -1,4 +1,5 @@
-"""What the window remembers between sessions (QSettings): recent files, folders, --arch."""
+"""What the window remembers between sessions (QSettings): recent files, folders, --arch,
+the layer tree's columns."""
 
 from __future__ import annotations
 
@@ -45,20 +46,46 @@ def clear_recent_files() -> None:
     _settings().remove("recent/models")
 
 
+SAVE_KINDS = ("save", "report", "recipe")  # dialogs that write files
+
+
 def last_folder(kind: str) -> str:
-    """The folder the last dialog of this kind (model, data, recipe, save, report) used."""
-    folder = _settings().value(f"folders/{kind}")
-    if isinstance(folder, str) and Path(folder).is_dir():
-        return folder
-    other = _settings().value("folders/model")
-    if isinstance(other, str) and Path(other).is_dir():
-        return other
+    """The folder the last dialog of this kind (model, data, recipe, save, report) used;
+    for a kind not used yet, where the user last saved anything (a file written), then
+    where the model came from, then the home folder."""
+    s = _settings()
+    fallbacks = [f"folders/{kind}"]
+    if kind in SAVE_KINDS:
+        fallbacks.append("folders/saved")
+    fallbacks.append("folders/model")
+    for key in fallbacks:
+        folder = s.value(key)
+        if isinstance(folder, str) and Path(folder).is_dir():
+            return folder
     return str(Path.home())
 
 
 def set_last_folder(kind: str, path: Path) -> None:
     folder = path if path.is_dir() else path.parent
     _settings().setValue(f"folders/{kind}", str(folder))
+
+
+def set_saved_folder(path: Path) -> None:
+    """A file was written here: the next save dialog of a kind not used yet starts here."""
+    folder = path if path.is_dir() else path.parent
+    _settings().setValue("folders/saved", str(folder))
+
+
+def hidden_columns(default: tuple[str, ...]) -> list[str]:
+    """The layer tree's hidden columns (by name); ``default`` until the user chose."""
+    value = _settings().value("tree/hidden_columns")
+    if value is None:
+        return list(default)
+    return _str_list(value) if value != "" else []
+
+
+def set_hidden_columns(names: list[str]) -> None:
+    _settings().setValue("tree/hidden_columns", names if names else "")
 
 
 def arch_for(path: Path) -> str | None:

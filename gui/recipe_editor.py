@@ -1,10 +1,11 @@
 """The recipe the window shows: the layer selection plus the settings panel, both ways.
 
 ``RecipeEditor`` builds the one Recipe from the widgets, sets the widgets from a recipe (a
-file, the demo's, the defaults), loads and saves recipe files, and keeps the preview of what
-the recipe will do up to date (a moment after each edit): the quantize settings' layers in the
-tree and a one-line summary under the settings. ``previewed`` fires after each preview, for
-what else follows the settings (the planned bars, the sweep's prediction).
+file, the demo's, the neutral start of a new model), loads and saves recipe files, and keeps
+the preview of what the recipe will do up to date (a moment after each edit): the quantize
+settings' layers in the tree and a one-line summary under the settings. ``previewed`` fires
+after each preview, for what else follows the settings (the planned bars, the sweep's
+prediction, whether the shown result is out of date).
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from PySide6.QtCore import QObject, QTimer, Signal, Slot
 from PySide6.QtWidgets import QFileDialog, QWidget
 
 from core.errors import RecipeError, UserError
-from core.quantization import describe, plan_quantization
-from core.recipe import Recipe, dump_recipe, load_recipe
+from core.plan import select_layers
+from core.quantization import describe, plan_quantization, select_rules
+from core.recipe import Quantize, Recipe, dump_recipe, load_recipe
 from gui import prefs
 from gui.feedback import Feedback
 from gui.layer_tree_model import LayerTreeModel
@@ -54,6 +56,7 @@ class RecipeEditor(QObject):
         settings.changed.connect(self._on_settings_changed)
         tree_model.checksChanged.connect(self._timer.start)
         tree_model.amountsChanged.connect(self._timer.start)
+        tree_model.schemesChanged.connect(self._timer.start)
 
     # ------------------------------------------------------------------ reading
     def state(self) -> WindowState:
@@ -65,6 +68,7 @@ class RecipeEditor(QObject):
             prune=self.settings.prune_settings(),
             finetune=self.settings.finetune(),
             quantize=self.settings.quantize(),
+            schemes=selection.schemes(),
         )
 
     def current(self) -> Recipe:
@@ -75,16 +79,16 @@ class RecipeEditor(QObject):
 
     # ------------------------------------------------------------------ setting
     def apply_defaults(self) -> None:
-        """A new model: every prunable Linear and Conv layer checked, half of each pruned."""
+        """A new model starts neutral: nothing checked, no quantization, so Compress does
+        nothing until the user asks (the Check menu, a recipe, the sensitivity slider)."""
         self.settings.set_prune_settings(PruneSettings())
         self.settings.set_finetune(None)
         self.settings.set_quantize(None)
-        selection, kinds = self.session.selection, self.session.kinds
+        selection = self.session.selection
         selection.set_default_amount(0.5, False)
-        selection.set_checked_names(
-            info.name for info in self.session.layers if info.prunable and info.name in kinds
-        )
+        selection.set_checked_names([])
         selection.set_overrides({})
+        selection.set_schemes({})
 
     def apply(self, recipe: Recipe, quiet: bool = False) -> None:
         """Set the tree and the settings from ``recipe``; what the window cannot show is
@@ -98,13 +102,15 @@ class RecipeEditor(QObject):
         selection.set_default_amount(state.prune.amount, state.prune.is_global)
         refused = selection.set_checked_names(state.checked)
         selection.set_overrides(state.overrides)
+        selection.set_schemes(state.schemes)
         if refused:
             warnings.append(
                 f"{recipe.source}: selects layers the tree cannot check (already quantized "
                 f"or without float weights): {', '.join(refused[:5])}"
             )
         if not quiet:
-            self.feedback.log(f"recipe {recipe.source}: {len(state.checked)} layers to prune")
+            own = f", {len(state.schemes)} with their own scheme" if state.schemes else ""
+            self.feedback.log(f"recipe {recipe.source}: {len(state.checked)} layers to prune{own}")
         for warning in warnings:
             self.feedback.log(f"warning: {warning}")
             if not quiet:
@@ -157,6 +163,7 @@ class RecipeEditor(QObject):
         except UserError as exc:
             self.feedback.error(exc)
             return
+        prefs.set_saved_folder(target)
         self.feedback.log(f"saved recipe {target}")
         self.feedback.status(f"Saved recipe {target.name}: run it with secateur compress --recipe")
 
@@ -180,24 +187,32 @@ class RecipeEditor(QObject):
             parts.append(f"prune <b>{done}</b> layer{'s' * (done != 1)} ({params:,} weights)")
         planned: list[str] = []
         label = None
+        own = len(self.session.selection.schemes())
         try:
             quantize = self.settings.quantize()
             if quantize is not None:
-                plan = plan_quantization(loaded.model, [quantize], "settings")
-                planned, label = list(plan.layers), describe(quantize)
+                planned, skipped = self._selected(loaded.model, quantize)
+                label = describe(quantize) if not quantize.keeps_float else None
         except UserError as exc:
             self.settings.set_quant_preview(str(exc).split(": ", 1)[-1], error=True)
         else:
             if quantize is not None:
                 names = ", ".join(planned[:4]) + (" \u2026" if len(planned) > 4 else "")
-                text = f"Selects {len(planned)} layer{'s' * (len(planned) != 1)}: {names}"
-                if plan.skipped:
-                    text += f" ({len(plan.skipped)} skipped: cannot be quantized)"
+                verb = "Keeps float" if quantize.keeps_float else "Selects"
+                text = f"{verb} {len(planned)} layer{'s' * (len(planned) != 1)}: {names}"
+                if skipped:
+                    text += f" ({skipped} skipped: cannot be quantized)"
+                if own:
+                    text += f"; {own} with their own scheme in the Quant column"
                 self.settings.set_quant_preview(text)
-                if planned:
+                if planned and not quantize.keeps_float:
                     parts.append(f"quantize <b>{len(planned)}</b> ({quantize.scheme})")
             elif not self.settings.quantize_enabled():
-                self.settings.set_quant_preview("")
+                self.settings.set_quant_preview(
+                    f"{own} layers have their own scheme in the Quant column" if own else ""
+                )
+        if own:
+            parts.append(f"<b>{own}</b> per-layer scheme{'s' * (own != 1)}")
         self.tree_model.set_planned_quantization(planned, label)
         if self.settings.finetune() is not None:
             parts.append("fine-tune")
@@ -211,3 +226,13 @@ class RecipeEditor(QObject):
         )
         self.settings.set_recipe_summary(summary)
         self.previewed.emit()
+
+    @staticmethod
+    def _selected(model: object, quantize: Quantize) -> tuple[list[str], int]:
+        """The layers the panel's rule selects (and how many cannot take its scheme)."""
+        if quantize.is_auto:
+            return select_layers(model, quantize, "settings"), 0  # type: ignore[arg-type]
+        if quantize.keeps_float:
+            return list(select_rules(model, [quantize], "settings")), 0  # type: ignore[arg-type]
+        plan = plan_quantization(model, [quantize], "settings")  # type: ignore[arg-type]
+        return list(plan.layers), len(plan.skipped)

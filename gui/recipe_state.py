@@ -1,12 +1,16 @@
 """What the window shows <-> one Recipe, both ways, without Qt.
 
 The window's state is: the checked layers of the tree, a per-layer amount for some of them,
-one pruning method with its amount (and n, dim, permanent), per-layer or global, and the
-optional fine-tune and quantize sections. ``build_recipe`` writes that as the most compact
-recipe that selects exactly the checked layers (``layers: ["*"]`` and ``types`` when they
-select exactly those, else the layer names), plus one override rule per distinct per-layer
-amount. ``state_from_recipe`` resolves any recipe's patterns against the model and gives the
-state back, with a warning for what one method per window cannot show.
+one pruning method with its amount (and n, dim, permanent), per-layer or global, the
+optional fine-tune, the settings panel's quantize rule and the Quant column's per-layer
+schemes. ``build_recipe`` writes that as the most compact recipe that selects exactly the
+checked layers (``layers: ["*"]`` and ``types`` when they select exactly those, else the
+layer names), plus one override rule per distinct per-layer amount; under ``quantize:`` the
+panel's rule comes first, then one rule per distinct per-layer scheme (a later rule
+overrides an earlier one; ``scheme: float`` keeps a layer float). ``state_from_recipe``
+resolves any recipe's patterns against the model and gives the state back: the first
+quantize rule is the panel's, and every layer whose final scheme differs from what that rule
+alone gives gets its own scheme. What one method per window cannot show is warned about.
 """
 
 from __future__ import annotations
@@ -18,10 +22,15 @@ from typing import Any
 
 from torch import nn
 
+from core.errors import RecipeError
 from core.inventory import PRUNABLE_TYPES, LayerInfo, select
+from core.plan import Plan
 from core.pruning import plan_pruning
+from core.quantization import cannot_quantize, select_rules
 from core.recipe import Finetune, PruneRule, Quantize, Recipe
+from core.schemes import KEEP_FLOAT
 from gui import choices
+from gui.layer_selection import LayerScheme
 
 Amount = int | float
 
@@ -50,6 +59,7 @@ class WindowState:
     prune: PruneSettings = field(default_factory=PruneSettings)
     finetune: Finetune | None = None
     quantize: Quantize | None = None
+    schemes: dict[str, LayerScheme] = field(default_factory=dict)
 
 
 def escape_name(name: str) -> str:
@@ -116,9 +126,98 @@ def build_recipe(model: nn.Module, layers: Sequence[LayerInfo], state: WindowSta
         data["prune"] = rules
     if state.finetune is not None:
         data["finetune"] = state.finetune.model_dump(mode="json")
-    if state.quantize is not None:
-        data["quantize"] = state.quantize.model_dump(mode="json")
+    quantize = scheme_rules(layers, state.quantize, state.schemes)
+    if quantize:
+        data["quantize"] = [q.model_dump(mode="json") for q in quantize]
     return Recipe.from_dict(data, "settings")
+
+
+def scheme_rule(scheme: LayerScheme, names: Sequence[str], types: list[str]) -> Quantize:
+    """The rule that gives exactly these layers this scheme."""
+    fields: dict[str, Any] = {"scheme": scheme.scheme, "layers": _exact(names), "types": types}
+    normal = choices.normalized(scheme)
+    if normal.backend != LayerScheme(normal.scheme).backend:
+        fields["backend"] = normal.backend
+    if normal.granularity != LayerScheme(normal.scheme).granularity:
+        fields["granularity"] = normal.granularity
+    return Quantize(**fields)
+
+
+def scheme_rules(
+    layers: Sequence[LayerInfo], panel: Quantize | None, schemes: Mapping[str, LayerScheme]
+) -> list[Quantize]:
+    """The quantize rules: the panel's first, then one per distinct per-layer scheme (in
+    model order of the first layer that has it)."""
+    if panel is not None and panel.is_auto and schemes:
+        raise RecipeError(
+            "settings: quantize.scheme: auto plans every selected layer, and "
+            f"{len(schemes)} layer{'s' * (len(schemes) != 1)} have their own scheme in the Quant "
+            "column; choose another scheme, or Recommend to see the plan first"
+        )
+    rules = [panel] if panel is not None else []
+    type_of = {info.name: info.type for info in layers}
+    groups: dict[LayerScheme, list[str]] = {}
+    for info in layers:
+        scheme = schemes.get(info.name)
+        if scheme is not None:
+            groups.setdefault(choices.normalized(scheme), []).append(info.name)
+    for scheme, names in groups.items():
+        rules.append(scheme_rule(scheme, names, sorted({type_of[n] for n in names})))
+    return rules
+
+
+def _effect(rule: Quantize | None) -> LayerScheme:
+    """What a rule (None: none, or a float rule) does to a layer it selects."""
+    if rule is None or rule.keeps_float:
+        return LayerScheme(KEEP_FLOAT)
+    return choices.normalized(LayerScheme(rule.scheme, rule.backend, rule.granularity))
+
+
+def split_quantize(
+    model: nn.Module, rules: Sequence[Quantize], source: str
+) -> tuple[Quantize | None, dict[str, LayerScheme]]:
+    """(the panel's rule, the per-layer schemes) that give the same scheme to every layer
+    as ``rules``. RecipeError when a pattern matches nothing."""
+    if not rules:
+        return None, {}
+    panel = rules[0]
+    if len(rules) == 1:
+        return panel, {}
+    final = select_rules(model, list(rules), source)
+    alone = select_rules(model, [panel], source)
+    schemes: dict[str, LayerScheme] = {}
+    for name, rule in final.items():
+        effect = _effect(rule)
+        if effect != _effect(alone.get(name)):
+            schemes[name] = effect
+    return panel, schemes
+
+
+def schemes_from_plan(plan: Plan) -> dict[str, LayerScheme]:
+    """The plan's choice for every layer it measured (float where nothing pays)."""
+    chosen = plan.final_choices()
+    return {
+        row["name"]: choices.layer_scheme_of(chosen.get(row["name"], KEEP_FLOAT))
+        for row in plan.layers
+    }
+
+
+def scheme_options(model: nn.Module, name: str) -> list[choices.LayerSchemeChoice]:
+    """The Quant column's choices a layer can take (keep float, and the candidates whose
+    scheme can quantize it)."""
+    module = dict(model.named_modules()).get(name) if name else model
+    if module is None:
+        return []
+    options = []
+    for choice in choices.LAYER_SCHEMES:
+        scheme = choice.scheme
+        if scheme.scheme == KEEP_FLOAT:
+            options.append(choice)
+            continue
+        q = Quantize(scheme=scheme.scheme, backend=scheme.backend, granularity=scheme.granularity)
+        if cannot_quantize(module, q) is None:
+            options.append(choice)
+    return options
 
 
 def _config(rule: PruneRule) -> tuple[Any, ...]:
@@ -132,14 +231,8 @@ def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, li
     """
     warnings: list[str] = []
     plan = plan_pruning(model, recipe.prune, recipe.source) if recipe.prune else {}
-    state = WindowState(
-        finetune=recipe.finetune, quantize=recipe.quantize[0] if recipe.quantize else None
-    )
-    if len(recipe.quantize) > 1:
-        warnings.append(
-            f"{recipe.source}: has {len(recipe.quantize)} quantize rules; the window shows the "
-            "first one"
-        )
+    panel, schemes = split_quantize(model, recipe.quantize, recipe.source)
+    state = WindowState(finetune=recipe.finetune, quantize=panel, schemes=schemes)
     if not plan:
         return state, warnings
     configs = Counter(_config(item.rule) for item in plan.values())

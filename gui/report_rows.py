@@ -16,6 +16,7 @@ from core.fidelity import FIDELITY_METRICS
 from core.inventory import LayerInfo
 from core.report import (
     MISSING,
+    NOISE,
     SIZE_METRICS,
     LayerRow,
     Report,
@@ -40,6 +41,46 @@ def amount_text(value: Amount) -> str:
     if isinstance(value, int):
         return f"{value:,} w."
     return f"{100 * value:.4g}%"
+
+
+# ---------------------------------------------------------------------- the noise
+LATENCY_BAND = 0.05
+"""A latency ratio within this of 1 is "no change" when the report holds no measured spread:
+paired medians on a shared CPU wander by a few percent between runs of the same model."""
+
+
+def noise_band(key: str, report: Report | None) -> tuple[float, bool]:
+    """The "no change" band for a metric's after/before ratio, and whether it was measured
+    (the report's ``measurement.latency_spread``, when a newer engine records it)."""
+    if key == "latency_ms":
+        spread = (report.measurement if report is not None else {}).get("latency_spread")
+        if isinstance(spread, int | float) and not isinstance(spread, bool) and spread > 0:
+            return float(spread), True
+        return LATENCY_BAND, False
+    return NOISE, False
+
+
+def verdict(row: Row, report: Report | None) -> bool | None:
+    """True better, False worse, None for no change: inside the metric's noise band."""
+    ratio = row.ratio
+    band, _ = noise_band(row.key, report)
+    if ratio is None or abs(ratio - 1) < band:
+        return None
+    return (ratio < 1) == row.lower_is_better
+
+
+def band_text(report: Report | None) -> str:
+    """The noise bands in words, said wherever a change is coloured."""
+    band, measured = noise_band("latency_ms", report)
+    latency = (
+        f"latency \u00b1{100 * band:.1f}% (the measured spread)"
+        if measured
+        else f"latency \u00b1{100 * band:g}% (a fixed band: paired medians on a busy CPU wander)"
+    )
+    return (
+        f"Grey: no change, inside the noise: \u00b1{100 * NOISE:g}% for sizes and fidelity, "
+        f"{latency}."
+    )
 
 
 # ---------------------------------------------------------------------- the table
@@ -74,7 +115,8 @@ def table_rows(report: Report | None) -> list[TableRow]:
         after = row.after_text()
         if row.key == "file_bytes" and row.after is None:
             after = "not saved"
-        rows.append(TableRow(row.label, row.before_text(), after, row.ratio_text(), row.better))
+        better = verdict(row, report)
+        rows.append(TableRow(row.label, row.before_text(), after, row.ratio_text(), better))
     for row in report.fidelity_rows():
         before = row.before_text() if row.after is not None else DASH
         rows.append(TableRow(row.label, before, row.after_text(), DASH))
@@ -99,7 +141,10 @@ CARDS: tuple[CardSpec, ...] = (
     CardSpec("Non-zero parameters", "nonzero_parameters"),
     CardSpec("Latency (median)", "latency_ms"),
     CardSpec("Accuracy", "accuracy"),
+    CardSpec("Fidelity (cosine)", "cosine_similarity"),
 )
+FIDELITY_FLOORS = {"cosine_similarity": 0.9, "top1_agreement": 0.5}
+"""Below these the compressed model no longer follows the original: a red warning."""
 # Without labels the Accuracy card shows how closely the compressed model follows the
 # original instead: top-1 agreement when the outputs look like class logits, else cosine.
 ACCURACY_STANDINS = (
@@ -117,6 +162,7 @@ class CardValue:
     note: str = ""  # plain text under the value when there is no ratio
     ratio: float | None = None
     better: bool | None = None
+    alarm: bool = False  # the value itself is bad (fidelity collapsed): drawn red
 
 
 def card_values(before_numbers: Mapping[str, Any] | None, report: Report | None) -> list[CardValue]:
@@ -124,30 +170,80 @@ def card_values(before_numbers: Mapping[str, Any] | None, report: Report | None)
     kinds = {m.key: m.kind for m in SIZE_METRICS}
     if report is None:
         b = before_numbers or {}
-        return [
+        cards = [
             CardValue(
                 spec.caption, format_value(b.get(spec.key), kinds[spec.key]), "run to compare"
             )
             for spec in CARDS
+            if spec.key in kinds
         ]
+        return [*cards, CardValue(CARDS[-1].caption, "1.0000", "the original itself")]
     rows = {row.key: row for row in report.size_rows()}
     fidelity = {row.key: row for row in report.fidelity_rows()}
     cards = []
     for spec in CARDS:
+        if spec.key == "cosine_similarity":
+            cards.append(_fidelity_card(spec.caption, report))
+            continue
         row = rows[spec.key]
         if row.after is None and spec.key == "accuracy":
             standin = next((s for s in ACCURACY_STANDINS if fidelity[s[1]].after is not None), None)
             if standin is not None:
                 caption, key = standin
                 note = "no labels: vs the original"
-                cards.append(CardValue(caption, fidelity[key].after_text(), note))
+                low = _below_floor(key, fidelity[key].after)
+                cards.append(CardValue(caption, fidelity[key].after_text(), note, alarm=low))
                 continue
         if row.after is None:
             cards.append(CardValue(spec.caption, row.before_text(), "not measured"))
             continue
-        value = f"{row.before_text()} \u2192 {row.after_text()}"
-        cards.append(CardValue(spec.caption, value, ratio=row.ratio, better=row.better))
+        better = verdict(row, report)
+        note = f"from {row.before_text()}"  # the value is the result's; the original under it
+        cards.append(CardValue(spec.caption, row.after_text(), note, row.ratio, better))
     return cards
+
+
+def _below_floor(key: str, value: float | None) -> bool:
+    floor = FIDELITY_FLOORS.get(key)
+    return floor is not None and value is not None and value < floor
+
+
+def _fidelity_card(caption: str, report: Report) -> CardValue:
+    """How closely the result follows the original's outputs (red when it collapsed)."""
+    value = report.fidelity.get("cosine_similarity")
+    if value is None:
+        return CardValue(caption, DASH, "not measured: no data or input shape")
+    error = report.fidelity.get("relative_error")
+    note = f"relative error {error:.3g}" if error is not None else "vs the original"
+    alarm = fidelity_warning(report) is not None
+    return CardValue(caption, f"{value:.4f}", note, alarm=alarm)
+
+
+def fidelity_warning(report: Report | None) -> str | None:
+    """The warning when the result no longer computes what the original did (None: fine)."""
+    if report is None:
+        return None
+    low = {
+        key: report.fidelity.get(key)
+        for key in FIDELITY_FLOORS
+        if _below_floor(key, report.fidelity.get(key))
+    }
+    if not low:
+        return None
+    parts = []
+    cosine = report.fidelity.get("cosine_similarity")
+    if cosine is not None:
+        parts.append(f"cosine similarity {cosine:.3f}")
+    top1 = report.fidelity.get("top1_agreement")
+    if top1 is not None:
+        parts.append(f"top-1 agreement {100 * top1:.1f}%")
+    cos_floor, top1_floor = FIDELITY_FLOORS["cosine_similarity"], FIDELITY_FLOORS["top1_agreement"]
+    return (
+        f"Fidelity collapsed: {' and '.join(parts)} against the original's outputs (the "
+        f"warning is for a cosine below {cos_floor:g} or a top-1 agreement below "
+        f"{100 * top1_floor:g}%). The compressed model no longer computes what the original "
+        "did: prune less, or see which layers break it in the Sensitivity tab."
+    )
 
 
 # ---------------------------------------------------------------------- the charts
@@ -176,6 +272,14 @@ def _chart_rows(report: Report) -> dict[str, Row]:
     rows = {row.key: row for row in report.size_rows()}
     rows.update({row.key: row for row in report.fidelity_rows()})
     return rows
+
+
+def metric_verdicts(report: Report | None) -> list[bool | None]:
+    """Better / worse / no change (inside the noise) per CHART_METRICS entry."""
+    if report is None:
+        return [None] * len(CHART_METRICS)
+    rows = _chart_rows(report)
+    return [verdict(rows[spec.key], report) for spec in CHART_METRICS]
 
 
 def metric_ratios(report: Report | None) -> list[float | None]:
@@ -215,8 +319,10 @@ def layer_detail(row: LayerRow) -> str:
     return "\n".join(parts)
 
 
-def sparsity_rows(report: Report) -> list[SparsityRow]:
-    """The sparsity chart after a run: one row per report layer."""
+def sparsity_rows(report: Report, prunable: Iterable[str] | None = None) -> list[SparsityRow]:
+    """The sparsity chart after a run: one row per report layer (only the ``prunable``
+    ones when given: a BatchNorm has no pruning to show)."""
+    keep = set(prunable) if prunable is not None else None
     return [
         SparsityRow(
             row.name,
@@ -226,6 +332,7 @@ def sparsity_rows(report: Report) -> list[SparsityRow]:
             layer_detail(row),
         )
         for row in report.layers
+        if keep is None or row.name in keep
     ]
 
 
@@ -236,7 +343,7 @@ def planned_rows(
     prune (``planned_amount``; None or a count of weights draws no planned bar)."""
     rows = []
     for info in layers:
-        if info.sparsity is None:
+        if info.sparsity is None or not info.prunable:
             continue
         amount = planned_amount(info.name)
         planned = amount if isinstance(amount, float) else None
@@ -246,6 +353,24 @@ def planned_rows(
 
 
 # ------------------------------------------------------------------ runs and saves
+def step_lines(report: Report) -> list[str]:
+    """One log line per layer a run touched: what was pruned, quantized or skipped."""
+    lines = []
+    for row in report.touched_layers():
+        done = []
+        if row.pruning:
+            amount = row.prune_amount
+            shown = f" {amount_text(amount)}" if amount is not None else ""
+            after = percent(row.sparsity_after)
+            done.append(f"pruned {row.pruning}{shown} \u2192 {after} zeros")
+        if row.quantization:
+            done.append(f"quantized {row.quantization}")
+        if row.skipped:
+            done.append(f"skipped: {row.skipped}")
+        lines.append(f"step {row.name} ({row.type}): {'; '.join(done)}")
+    return lines
+
+
 def size_ratio(report: Report) -> float:
     """The compressed state dict's size as a fraction of the original's (0 when unknown)."""
     b, a = report.before.state_dict_bytes, report.after.state_dict_bytes

@@ -26,6 +26,7 @@ from gui.report_rows import CARDS, ROW_LABELS, CardValue, card_values, table_row
 
 BETTER = "#2e8b57"
 WORSE = "#c8641e"
+ALARM = "#c0392b"
 
 
 def better_color(better: bool | None) -> str | None:
@@ -117,27 +118,36 @@ class _Card(QFrame):
         font.setPointSizeF(font.pointSizeF() * 1.2)
         font.setBold(True)
         self.value.setFont(font)
+        self.caption.setWordWrap(True)
         self.delta = QLabel("", self)
         self.delta.setTextFormat(Qt.TextFormat.RichText)
+        self.delta.setWordWrap(True)
+        self.alarm = False
+        self.better: bool | None = None
         layout = QVBoxLayout(self)
         layout.setContentsMargins(10, 6, 10, 6)
         layout.setSpacing(1)
         layout.addWidget(self.caption)
         layout.addWidget(self.value)
         layout.addWidget(self.delta)
-        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        policy = QSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Minimum)
+        policy.setHeightForWidth(True)
+        self.setSizePolicy(policy)
 
     def set_value(self, card: CardValue) -> None:
         self.caption.setText(card.caption)
         self.value.setText(card.value)
+        self.value.setStyleSheet(f"color: {ALARM};" if card.alarm else "")
+        self.alarm = card.alarm
+        self.better = card.better
         if card.ratio is None:
-            self.delta.setText(card.note)
+            note = html.escape(card.note)
+            self.delta.setText(f"<span style='color:{ALARM}'>{note}</span>" if card.alarm else note)
             return
-        color = better_color(card.better) or "palette(text)"
-        self.delta.setText(
-            f"<span style='color:{color}'>{card.ratio:.2f}\u00d7 "
-            f"({100 * (card.ratio - 1):+.1f}%)</span>"
-        )
+        change = f"{card.ratio:.2f}\u00d7 ({100 * (card.ratio - 1):+.1f}%)"
+        color = better_color(card.better)
+        shown = f"<span style='color:{color}'>{change}</span>" if color else change
+        self.delta.setText(f"{shown} {html.escape(card.note)}")
 
     def texts(self) -> tuple[str, str, str]:
         """(caption, value, the line under it as plain text)."""
@@ -146,8 +156,9 @@ class _Card(QFrame):
 
 
 class SummaryCards(QWidget):
-    """Four headline numbers, visible whichever tab is open: one row when there is room,
-    two by two when the column is narrow."""
+    """The headline numbers (size, non-zero parameters, latency, accuracy, fidelity),
+    visible whichever tab is open: one row when there is room, two rows when the column is
+    narrow. A collapsed fidelity is red."""
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -156,7 +167,8 @@ class SummaryCards(QWidget):
         self._grid.setSpacing(6)
         self.cards = [_Card(spec.caption, self) for spec in CARDS]
         self._columns = 0
-        self._arrange(2)
+        self._narrow = (len(self.cards) + 1) // 2
+        self._arrange(self._narrow)
         self.show_report(None, None)
 
     def _arrange(self, columns: int) -> None:
@@ -167,19 +179,22 @@ class SummaryCards(QWidget):
             self._grid.removeWidget(card)
         for i, card in enumerate(self.cards):
             self._grid.addWidget(card, i // columns, i % columns)
-        for col in range(4):
+        for col in range(len(self.cards)):
             self._grid.setColumnStretch(col, 1 if col < columns else 0)
 
     def _one_row_width(self) -> int:
         return sum(card.sizeHint().width() for card in self.cards) + 6 * (len(self.cards) - 1)
 
     def minimumSizeHint(self) -> QSize:
-        widths = [card.minimumSizeHint().width() for card in self.cards]
+        widths = sorted(card.minimumSizeHint().width() for card in self.cards)
         heights = [card.sizeHint().height() for card in self.cards]
-        return QSize(widths[0] + widths[1] + 6, 2 * max(heights) + 6)
+        return QSize(sum(widths[-self._narrow :]) + 6 * self._narrow, 2 * max(heights) + 6)
+
+    def _columns_for(self, width: int) -> int:
+        return len(self.cards) if width >= self._one_row_width() else self._narrow
 
     def resizeEvent(self, event: QResizeEvent) -> None:
-        self._arrange(4 if event.size().width() >= self._one_row_width() else 2)
+        self._arrange(self._columns_for(event.size().width()))
         super().resizeEvent(event)
 
     def show_report(self, before: Mapping[str, Any] | None, report: Report | None) -> None:
@@ -187,7 +202,21 @@ class SummaryCards(QWidget):
         for card, value in zip(self.cards, card_values(before, report)):
             card.set_value(value)
         if self.width() > 0:
-            self._arrange(4 if self.width() >= self._one_row_width() else 2)
+            self._arrange(self._columns_for(self.width()))
+
+    def set_stale(self, stale: bool) -> None:
+        """Out of date: the numbers are greyed (they are the last run's)."""
+        for card in self.cards:
+            card.value.setEnabled(not stale)
+            card.delta.setEnabled(not stale)
+
+    def verdicts(self) -> list[bool | None]:
+        """Per card, how its change is coloured: better, worse, or None (no colour)."""
+        return [card.better for card in self.cards]
+
+    def alarms(self) -> list[bool]:
+        """Per card, whether its value is drawn as an alarm (red)."""
+        return [card.alarm for card in self.cards]
 
     def texts(self) -> list[tuple[str, str, str]]:
         """Each card's (caption, value, line under it), left to right."""

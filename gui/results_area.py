@@ -1,26 +1,51 @@
-"""The centre of the window: the summary cards over the Sparsity, Metrics, Sensitivity,
-Fine-tune and Log tabs.
+"""The centre of the window: two banners (a collapsed fidelity, results out of date), the
+summary cards, and the Sparsity, Metrics, Sensitivity, Plan, Fine-tune and Log tabs.
 
 ``ResultsArea`` shows a report (``show_report``) or, before a run, the planned per-layer rows
 (``show_planned``); it runs the Fine-tune tab's loss chart and title while a fine-tune runs,
 and holds the log. The sensitivity tab's content is a ``SensitivityPanel``, driven by the
-window's sweep controller.
+window's sweep controller; the Plan tab's a ``PlanPanel``, driven by the Recommend flow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import html
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QPlainTextEdit, QSplitter, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
+from core.plan import Plan
 from core.report import Report
-from gui.charts import ChartFrame, LossChart, MetricsChart, SparsityChart
-from gui.report_rows import SparsityRow, sparsity_rows
+from gui.charts import ChartFrame, MetricsChart, SparsityChart
+from gui.loss_chart import LossChart
+from gui.plan_tab import PlanPanel
+from gui.report_rows import SparsityRow, fidelity_warning, sparsity_rows
 from gui.results import MetricsTable, NotesLabel, SummaryCards
-from gui.sensitivity_tab import SensitivityPanel
+from gui.sensitivity_panel import SensitivityPanel
+
+WARNING_STYLE = (
+    "QLabel { color: white; background: #c0392b; border-radius: 3px; padding: 5px 8px; }"
+)
+STALE_STYLE = (
+    "QLabel { color: #4a3b00; background: #fbe7a1; border: 1px solid #d9b44a; "
+    "border-radius: 3px; padding: 4px 8px; }"
+)
+STALE_TEXT = (
+    "Out of date: the settings changed since this run. The numbers below are the last "
+    "run's; Compress to update them."
+)
+
+
+def _banner(style: str, parent: QWidget) -> QLabel:
+    label = QLabel(parent)
+    label.setWordWrap(True)
+    label.setTextFormat(Qt.TextFormat.RichText)
+    label.setStyleSheet(style)
+    label.setVisible(False)
+    return label
 
 
 class ResultsArea(QWidget):
@@ -31,6 +56,9 @@ class ResultsArea(QWidget):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        self.warning_banner = _banner(WARNING_STYLE, self)
+        self.stale_banner = _banner(STALE_STYLE, self)
+        self.stale_banner.setText(STALE_TEXT)
         self.cards = SummaryCards(self)
         self.sparsity_chart = SparsityChart(self)
         self.metrics_chart = MetricsChart(self)
@@ -56,6 +84,7 @@ class ResultsArea(QWidget):
 
         self.sensitivity_panel = SensitivityPanel(self)
         self.sensitivity_chart = self.sensitivity_panel.chart
+        self.plan_panel = PlanPanel(self)
         self.loss_chart = LossChart(self)
         self._epochs = 0
 
@@ -64,21 +93,32 @@ class ResultsArea(QWidget):
         self.tabs.addTab(self.sparsity_chart, "Sparsity")
         self.tabs.addTab(metrics_page, "Metrics")
         self.tabs.addTab(self.sensitivity_panel, "Sensitivity")
+        self.tabs.addTab(self.plan_panel, "Plan")
         self.tabs.addTab(self.loss_chart, "Fine-tune")
         self.tabs.addTab(self.log_view, "Log")
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.setSpacing(6)
+        layout.addWidget(self.warning_banner)
+        layout.addWidget(self.stale_banner)
         layout.addWidget(self.cards)
         layout.addWidget(self.tabs, 1)
 
-        self.sparsity_chart.layerClicked.connect(self.layerClicked)
-        self.sensitivity_chart.layerClicked.connect(self.layerClicked)
+        for source in (
+            self.sparsity_chart.layerClicked,
+            self.sensitivity_chart.layerClicked,
+            self.sensitivity_panel.heatmap.layerClicked,
+            self.sensitivity_panel.layerFound,
+            self.plan_panel.chart.layerClicked,
+        ):
+            source.connect(self.layerClicked)
         charts: list[tuple[ChartFrame, str]] = [
             (self.sparsity_chart, "sparsity"),
             (self.metrics_chart, "metrics"),
             (self.sensitivity_chart, "sensitivity"),
+            (self.sensitivity_panel.heatmap, "sensitivity-heatmap"),
+            (self.plan_panel.chart, "plan"),
             (self.loss_chart, "finetune-loss"),
         ]
         for chart, stem in charts:
@@ -92,14 +132,20 @@ class ResultsArea(QWidget):
         before: Mapping[str, Any],
         report: Report,
         current_layer: str | None,
+        prunable: Collection[str] | None = None,
     ) -> None:
-        """A run's report: bars, ratios, the table, its notes and the cards."""
-        self.sparsity_chart.set_rows(sparsity_rows(report))
+        """A run's report: bars (of the ``prunable`` layers), ratios, the table, its notes,
+        the cards and, when fidelity collapsed, the red warning."""
+        self.sparsity_chart.set_rows(sparsity_rows(report, prunable))
         self.sparsity_chart.highlight(current_layer)
         self.metrics_chart.set_report(report)
         self.metrics_table.set_report(report)
         self.notes.set_notes(list(report.notes))
         self.cards.show_report(before, report)
+        warning = fidelity_warning(report)
+        self.warning_banner.setText(html.escape(warning or ""))
+        self.warning_banner.setVisible(warning is not None)
+        self.set_stale(False)
 
     def show_planned(
         self, before: Mapping[str, Any], rows: Sequence[SparsityRow], current_layer: str | None
@@ -111,6 +157,22 @@ class ResultsArea(QWidget):
         self.metrics_table.set_report(None)
         self.notes.set_notes([])
         self.cards.show_report(before, None)
+        self.warning_banner.setVisible(False)
+        self.set_stale(False)
+
+    def set_stale(self, stale: bool) -> None:
+        """Mark the shown result as out of date (the settings changed since its run)."""
+        self.stale_banner.setVisible(stale)
+        self.cards.set_stale(stale)
+        for chart in (self.sparsity_chart, self.metrics_chart):
+            title = chart.title.text().removesuffix(" (out of date)")
+            chart.title.setText(title + (" (out of date)" if stale else ""))
+
+    def show_plan(self, plan: Plan | None) -> None:
+        self.plan_panel.set_plan(plan)
+
+    def show_plan_tab(self) -> None:
+        self.tabs.setCurrentWidget(self.plan_panel)
 
     def update_planned(self, rows: Sequence[SparsityRow]) -> None:
         """The planned bars again, after the selection or the settings changed."""
@@ -123,7 +185,8 @@ class ResultsArea(QWidget):
     def highlight(self, name: str | None) -> None:
         """Mark the tree's current layer in the sparsity and sensitivity charts."""
         self.sparsity_chart.highlight(name)
-        self.sensitivity_chart.highlight(name)
+        self.sensitivity_panel.highlight(name)
+        self.plan_panel.chart.highlight(name)
 
     def show_results_tab(self) -> None:
         """After a run, leave the Log tab for the sparsity bars (other tabs stay)."""
@@ -134,8 +197,9 @@ class ResultsArea(QWidget):
         self.tabs.setCurrentWidget(self.sensitivity_panel)
 
     def chart_images(self) -> tuple[Any, Any]:
-        """The sparsity and metrics charts as QPixmaps (the report's images)."""
-        return self.sparsity_chart.image(), self.metrics_chart.image()
+        """The sparsity chart (every layer, not only those in view) and the metrics chart as
+        QPixmaps (the report's images)."""
+        return self.sparsity_chart.export_image(), self.metrics_chart.image()
 
     # ------------------------------------------------------------------ the log
     def append_log(self, line: str) -> None:

@@ -148,6 +148,7 @@ class SaveFlow(QObject):
 
     def _on_saved(self, outcome: SaveOutcome) -> None:
         self.session.set_save_outcome(outcome)
+        prefs.set_saved_folder(outcome.path)
         message, detail = save_message(outcome)
         self.feedback.log(message)
         if outcome.sidecar:
@@ -198,6 +199,7 @@ class SaveFlow(QObject):
         except UserError as exc:
             self.feedback.error(exc)
             return []
+        prefs.set_saved_folder(target)
         self.feedback.log("exported " + ", ".join(str(p) for p in written))
         self.feedback.status(f"Exported {target.name} and the two chart images")
         return written
@@ -217,4 +219,5 @@ class SaveFlow(QObject):
         except UserError as exc:
             self.feedback.error(exc)
             return
+        prefs.set_saved_folder(target)
         self.feedback.log(f"saved chart {target}")

@@ -12,6 +12,7 @@ the sweep's result).
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -20,22 +21,13 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPointF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QCursor, QPalette
 from PySide6.QtWidgets import (
-    QCheckBox,
-    QDoubleSpinBox,
-    QGridLayout,
     QLabel,
-    QLineEdit,
-    QPushButton,
     QSizePolicy,
-    QSlider,
-    QSpinBox,
     QToolTip,
-    QVBoxLayout,
     QWidget,
 )
 
 from core.errors import RecipeError
-from core.sensitivity import DEFAULT_AMOUNTS
 from gui.charts import AFTER_COLOR, ChartFrame, PercentAxis
 
 # Tableau 10: distinguishable, colour-blind friendlier than the rainbow; beyond ten layers
@@ -53,6 +45,7 @@ PALETTE = (
     "#bab0ac",
 )
 MAX_LEGEND = 12  # more layers than this: no legend (hover names the curve)
+DRAW_BUDGET_MS = 12  # curves drawn per turn of the event loop, at most this long
 HOVER_RADIUS = 12  # pixels: how near a point the pointer must be to read it
 CLICK_RADIUS = 8  # pixels: how near a curve a click must be to select its layer
 CACHED_STYLE = "QLabel { color: white; background: #2e8b57; border-radius: 3px; padding: 1px 6px; }"
@@ -81,10 +74,12 @@ def drop_text(metric: str | None, drop: float) -> str:
     return f"{drop:+.4f}"
 
 
-def curve_color(index: int, count: int) -> QColor:
-    if count <= len(PALETTE):
-        return QColor(PALETTE[index % len(PALETTE)])
-    return pg.intColor(index, hues=count, values=1, maxValue=200, minValue=200)
+def curve_color(index: int) -> QColor:
+    """The colour of the ``index``-th curve: the palette, then hues a golden angle apart (a
+    curve keeps its colour however many arrive after it, so nothing is redrawn for them)."""
+    if index < len(PALETTE):
+        return QColor(PALETTE[index])
+    return pg.hsvColor((index * 0.381966) % 1.0, sat=0.7, val=0.78)
 
 
 def parse_amounts(text: str) -> list[float]:
@@ -134,6 +129,15 @@ class SensitivityChart(ChartFrame):
         self._rows: dict[str, dict[str, Any]] = {}  # shown layers, in arrival order
         self._curves: dict[str, pg.PlotDataItem] = {}  # one per layer ever shown, reused
         self._colors: dict[str, QColor] = {}
+        self._points: dict[str, tuple[tuple[float, float], ...]] = {}  # each row's points
+        self._drawn: dict[str, tuple[tuple[float, float], ...]] = {}  # as set on the curve
+        self._queue: list[str] = []  # rows whose curve is not drawn yet
+        self._shown: set[str] = set()  # rows whose curve is drawn
+        self._styles: dict[str, tuple[str, bool]] = {}  # (colour, highlighted) as drawn
+        self._range: tuple[float, ...] = ()
+        self._antialias = True
+        self._brushes: dict[str, Any] = {}
+        self._markers_drawn: tuple[Any, ...] = ()
         self._metric: str | None = None
         self._baseline: float | None = None
         self._highlighted: str | None = None
@@ -159,6 +163,11 @@ class SensitivityChart(ChartFrame):
         self.header.insertWidget(1, self.cached_badge)
         self.header.insertWidget(2, self.state_label)
         self.header.insertWidget(4, self.marker_hint)
+        self._empty_message = (
+            "Run \u203a Sensitivity Sweep prunes each checked layer alone at each amount "
+            "and plots what happens to the metric"
+        )
+        self.set_empty(self._empty_message)
         scene = self.plot_widget.scene()
         scene.sigMouseMoved.connect(self._on_mouse_moved)
         scene.sigMouseClicked.connect(self._on_mouse_clicked)
@@ -200,14 +209,6 @@ class SensitivityChart(ChartFrame):
         )
         self._hover_item.setZValue(30)
         widget.addItem(self._hover_item, ignoreBounds=True)
-        self._empty_text = pg.TextItem(
-            "Run \u203a Sensitivity prunes each checked layer alone at each amount\n"
-            "and plots what happens to the metric",
-            color=text,
-            anchor=(0.5, 0.5),
-        )
-        widget.addItem(self._empty_text, ignoreBounds=True)
-        self._empty_text.setPos(0.5, 0.5)
         view.setYRange(0, 1, padding=0)
         return widget
 
@@ -216,22 +217,26 @@ class SensitivityChart(ChartFrame):
         """Hide every curve (the items stay, to be reused by the next sweep)."""
         self._rows = {}
         self._markers = {}
-        for curve in self._curves.values():
-            curve.setData([], [])
+        self._queue = []
+        self._shown = set()
+        for curve in self._curves.values():  # hidden, data kept: a re-run redraws nothing
             curve.setVisible(False)
             self._legend.removeItem(curve)
+        self._legend.setVisible(False)
         self._marker_item.setData([], [])
+        self._markers_drawn = ()
         self._hover_item.setData([], [])
         self._baseline_line.setVisible(False)
         self._baseline = None
         self.cached_badge.setVisible(False)
         self.state_label.setText("")
-        self._empty_text.setVisible(True)
         if message is not None:
-            self._empty_text.setText(message)
+            self._empty_message = message
+        self.set_empty(self._empty_message)
         view = self.plot_widget.getPlotItem().getViewBox()
         view.setXRange(0, 1.0, padding=0.02)
         view.setYRange(0, 1, padding=0)
+        self._range = ()
 
     def set_meta(self, baseline: float | None, metric: str | None) -> None:
         """The unpruned model's metric (the dashed line) and which metric this is."""
@@ -250,29 +255,81 @@ class SensitivityChart(ChartFrame):
             )
 
     def add_layers(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Show (or update) these layers' curves; each is one sweep row."""
+        """Show (or update) these layers' curves; each is one sweep row.
+
+        The rows are taken at once; their curves are drawn a few at a time, at most
+        ``DRAW_BUDGET_MS`` per turn of the event loop (and only while the chart is shown), so
+        fifty curves arriving together never freeze the window. Only what changed is
+        redrawn: a curve keeps its colour (fixed by its arrival) and its style."""
         added = False
         for row in rows:
             name = str(row["name"])
+            if name not in self._rows:
+                self._colors[name] = curve_color(len(self._rows))
             self._rows[name] = dict(row)
-            curve = self._curves.get(name)
-            if curve is None:
-                curve = pg.PlotDataItem(name=name, symbol="o", symbolSize=6, antialias=True)
-                curve.setZValue(1)
-                self._curves[name] = curve
-                self.plot_widget.addItem(curve)
-                self._legend.removeItem(curve)  # re-added below, in arrival order
-            points = sorted((float(p["amount"]), float(p["metric"])) for p in row["points"])
+            self._points[name] = tuple(
+                sorted((float(p["amount"]), float(p["metric"])) for p in row["points"])
+            )
+            if name not in self._queue:
+                self._queue.append(name)
+            added = True
+        if added:
+            self.set_empty(None if self._rows else self._empty_message)
+            self._draw_pending()
+
+    def flush(self) -> None:
+        """Draw every pending curve now (before reading what is drawn)."""
+        while self._queue:
+            self._draw_pending(budget_ms=None)
+
+    def showEvent(self, event: Any) -> None:
+        super().showEvent(event)
+        if self._queue:  # after the first paint: showing the chart is never held up
+            QTimer.singleShot(0, self._draw_pending)
+
+    def _draw_pending(self, budget_ms: float | None = DRAW_BUDGET_MS) -> None:
+        if not self._queue or (budget_ms is not None and not self.isVisible()):
+            return
+        start = time.perf_counter()
+        if len(self._rows) > MAX_LEGEND:
+            self._legend.clear()  # hover names a curve; a hidden legend still lays out
+        self._set_antialias(len(self._rows) <= MAX_LEGEND)
+        while self._queue:
+            self._draw_curve(self._queue.pop(0))
+            if budget_ms is not None and 1000 * (time.perf_counter() - start) > budget_ms:
+                break
+        self._legend.setVisible(0 < len(self._rows) <= MAX_LEGEND)
+        if self._queue:
+            QTimer.singleShot(0, self._draw_pending)
+            return
+        self._update_markers()
+        self._fit()
+
+    def _draw_curve(self, name: str) -> None:
+        if name not in self._rows:
+            return  # cleared meanwhile
+        curve = self._curves.get(name)
+        if curve is None:
+            # no name= here: the plot would add it to the legend (and lay the legend out)
+            curve = pg.PlotDataItem(symbol="o", symbolSize=6, antialias=self._antialias)
+            curve.setZValue(1)
+            self._curves[name] = curve
+            self.plot_widget.addItem(curve)
+        points = self._points[name]
+        if self._drawn.get(name) != points:
+            self._drawn[name] = points
             curve.setData(
                 np.array([a for a, _ in points], dtype=float),
                 np.array([m for _, m in points], dtype=float),
             )
-            curve.setVisible(True)
-            added = True
-        if added:
-            self._restyle()
-            self._empty_text.setVisible(not self._rows)
-            self._fit()
+        if curve.opts["antialias"] != self._antialias:
+            curve.opts["antialias"] = self._antialias
+            self._styles.pop(name, None)
+        self._style(name)
+        if len(self._rows) <= MAX_LEGEND:
+            self._legend.addItem(curve, name)
+        curve.setVisible(True)
+        self._shown.add(name)
 
     def set_result(self, data: Mapping[str, Any], cached: bool, note: str = "") -> None:
         """A complete sweep: exactly its layers, in its order."""
@@ -286,52 +343,65 @@ class SensitivityChart(ChartFrame):
         """The tooltip of the note beside the title (the sweep's method and amounts)."""
         self.state_label.setToolTip(text)
 
-    def _restyle(self) -> None:
-        """Colours by position, the highlighted curve thick, legend in arrival order."""
-        names = list(self._rows)
-        show_legend = len(names) <= MAX_LEGEND
-        for i, name in enumerate(names):
+    def _set_antialias(self, on: bool) -> None:
+        """Smooth lines for a few curves; plain ones for many (half the time to paint 50)."""
+        if on == self._antialias:
+            return
+        self._antialias = on
+        for name in self._shown:
             curve = self._curves[name]
-            color = curve_color(i, len(names))
-            self._colors[name] = color
-            self._legend.removeItem(curve)
-            if show_legend:
-                self._legend.addItem(curve, name)
-        self._legend.setVisible(show_legend and bool(names))
-        self._apply_pens()
-        self._update_markers()
+            curve.opts["antialias"] = on
+            curve.updateItems(styleUpdate=True)
 
-    def _apply_pens(self) -> None:
-        chosen = self._highlighted if self._highlighted in self._rows else None
-        for name in self._rows:
-            curve = self._curves[name]
-            color = QColor(self._colors[name])
-            if chosen is not None and name != chosen:
-                color.setAlpha(130)
-            width = 3.2 if name == chosen else 1.8
-            curve.setPen(pg.mkPen(color, width=width))
-            curve.setSymbolBrush(pg.mkBrush(color))
-            curve.setSymbolPen(pg.mkPen(color.darker(120)))
-            curve.setSymbolSize(8 if name == chosen else 6)
-            curve.setZValue(10 if name == chosen else 1)
+    def _style(self, name: str) -> None:
+        """The curve's pen and symbols (thick when highlighted), set in one update and only
+        when they change; the other curves fade while one is highlighted."""
+        chosen = name == self._highlighted
+        color = QColor(self._colors[name])
+        key = (color.name(), chosen)
+        curve = self._curves[name]
+        curve.setOpacity(1.0 if chosen or self._highlighted not in self._rows else 0.45)
+        curve.setZValue(10 if chosen else 1)
+        if self._styles.get(name) == key:
+            return
+        self._styles[name] = key
+        curve.opts.update(
+            pen=pg.mkPen(color, width=3.2 if chosen else 1.8),
+            symbolBrush=pg.mkBrush(color),
+            symbolPen=pg.mkPen(color.darker(120)),
+            symbolSize=8 if chosen else 6,
+        )
+        curve.updateItems(styleUpdate=True)
 
     def _fit(self) -> None:
         view = self.plot_widget.getPlotItem().getViewBox()
-        values = [m for row in self._rows.values() for m in (p["metric"] for p in row["points"])]
+        values = [m for points in map(self._points.get, self._rows) for _, m in points or ()]
         if self._baseline is not None:
             values.append(self._baseline)
-        amounts = [a for row in self._rows.values() for a in (p["amount"] for p in row["points"])]
+        amounts = [a for points in map(self._points.get, self._rows) for a, _ in points or ()]
         if not values:
             return
         low, high = min(values), max(values)
+        right = max(max(amounts, default=0.9) + 0.05, 0.5)
+        inside = bool(self._range) and self._range[0] <= low and high <= self._range[1]
+        if inside and right == self._range[2]:
+            return  # already in view: moving the axes would redraw every curve
         span = max(high - low, 1e-3)
-        view.setYRange(low - 0.06 * span, high + 0.1 * span, padding=0)
-        view.setXRange(0, max(max(amounts, default=0.9) + 0.05, 0.5), padding=0.01)
+        wanted = (low - 0.06 * span, high + 0.1 * span, right)
+        self._range = wanted
+        view.setYRange(wanted[0], wanted[1], padding=0)
+        view.setXRange(0, wanted[2], padding=0.01)
 
     def highlight(self, name: str | None) -> None:
         """Mark the curve of ``name`` (the tree's current layer); None clears the mark."""
-        self._highlighted = name
-        self._apply_pens()
+        previous, self._highlighted = self._highlighted, name
+        if previous == name:
+            return
+        for other in self._shown:  # opacity for all (cheap), pens for the two that change
+            if other in (previous, name):
+                self._style(other)
+            else:
+                self._curves[other].setOpacity(1.0 if name not in self._rows else 0.45)
 
     def set_markers(self, amounts: Mapping[str, float]) -> None:
         """Diamonds where each layer's chosen amount meets its curve (0: no marker)."""
@@ -345,7 +415,15 @@ class SensitivityChart(ChartFrame):
                 continue
             xs.append(amount)
             ys.append(self.metric_at(name, amount))
-            brushes.append(pg.mkBrush(self._colors.get(name, AFTER_COLOR)))
+            color = self._colors.get(name, AFTER_COLOR)
+            brush = self._brushes.get(color.name())
+            if brush is None:  # one brush per colour: the symbol atlas reuses its image
+                brush = self._brushes[color.name()] = pg.mkBrush(color)
+            brushes.append(brush)
+        shown = (tuple(xs), tuple(ys), tuple(id(b) for b in brushes))
+        if shown == self._markers_drawn:
+            return
+        self._markers_drawn = shown
         self.marker_hint.setVisible(bool(xs))
         self._marker_item.setData(
             x=np.array(xs, dtype=float),
@@ -382,6 +460,7 @@ class SensitivityChart(ChartFrame):
 
     def values(self) -> dict[str, tuple[list[float], list[float]]]:
         """Per shown layer, (amounts, metrics) exactly as drawn."""
+        self.flush()
         out = {}
         for name in self._rows:
             x, y = self._curves[name].getData()
@@ -413,7 +492,7 @@ class SensitivityChart(ChartFrame):
             return None
         px, py, sx, sy = found
         best: tuple[str, int, float] | None = None
-        for name in self._rows:
+        for name in self._shown:
             x, y = self._curves[name].getData()
             if x is None or not len(x):
                 continue
@@ -474,172 +553,3 @@ class SensitivityChart(ChartFrame):
         hit = self.nearest(event.scenePos(), CLICK_RADIUS)
         if hit is not None:
             self.layerClicked.emit(hit[0])
-
-
-class SensitivityPanel(QWidget):
-    """The tab: sweep settings and Run, the chart, the target slider and the prediction."""
-
-    runRequested = Signal()
-    targetChanged = Signal()  # the slider or the max drop moved: reallocate
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.amounts_edit = QLineEdit(amounts_text(DEFAULT_AMOUNTS), self)
-        self.amounts_edit.setToolTip("Amounts to try on each layer, in percent (comma-separated)")
-        self.subset_spin = QSpinBox(self)
-        self.subset_spin.setRange(0, 10_000_000)
-        self.subset_spin.setSingleStep(100)
-        self.subset_spin.setSpecialValueText("all")
-        self.subset_spin.setToolTip(
-            "Evaluate on the first N samples only, for speed (all: the whole evaluation data)"
-        )
-        self.quantize_check = QCheckBox("Also quantize alone", self)
-        self.run_button = QPushButton("Run Sweep", self)
-        self.run_button.setToolTip(
-            "Prune each checked layer alone at each amount and measure (Ctrl+Alt+R); "
-            "results are cached per model, data and settings"
-        )
-        self.run_button.clicked.connect(self.runRequested)
-        self.set_scheme("int8_dynamic", "int8 dynamic")
-
-        settings_grid = QGridLayout()  # two short rows: the tab stays as narrow as the others
-        settings_grid.setContentsMargins(4, 0, 0, 0)
-        settings_grid.setHorizontalSpacing(6)
-        settings_grid.setVerticalSpacing(2)
-        settings_grid.addWidget(QLabel("Amounts (%):", self), 0, 0)
-        settings_grid.addWidget(self.amounts_edit, 0, 1)
-        settings_grid.addWidget(QLabel("Samples:", self), 0, 2)
-        settings_grid.addWidget(self.subset_spin, 0, 3)
-        settings_grid.addWidget(self.quantize_check, 1, 0, 1, 2)
-        settings_grid.addWidget(self.run_button, 1, 2, 1, 2, Qt.AlignmentFlag.AlignRight)
-        settings_grid.setColumnStretch(1, 1)
-
-        self.chart = SensitivityChart(self)
-
-        self.target_slider = QSlider(Qt.Orientation.Horizontal, self)
-        self.target_slider.setRange(*TARGET_RANGE)
-        self.target_slider.setValue(70)
-        self.target_slider.setPageStep(10)
-        self.target_slider.setTickInterval(10)
-        self.target_slider.setTickPosition(QSlider.TickPosition.TicksBelow)
-        self.target_slider.setToolTip(
-            "Overall sparsity of the swept layers: moving it picks per-layer amounts with "
-            "the least predicted loss and puts them in the tree's Amount column"
-        )
-        self.target_value = QLabel(self)
-        self.target_value.setMinimumWidth(40)
-        self.drop_spin = QDoubleSpinBox(self)
-        self.drop_spin.setRange(0.0, 100.0)
-        self.drop_spin.setDecimals(2)
-        self.drop_spin.setSingleStep(0.25)
-        self.drop_spin.setSpecialValueText("no limit")
-        self.drop_spin.setToolTip(
-            "Stop raising amounts once the predicted drop of the metric reaches this "
-            "(accuracy: percentage points); the target may then not be reached"
-        )
-        self.prediction = QLabel(self)
-        self.prediction.setWordWrap(True)
-        self.prediction.setTextFormat(Qt.TextFormat.RichText)
-        target_grid = QGridLayout()
-        target_grid.setContentsMargins(4, 2, 4, 0)
-        target_grid.setHorizontalSpacing(6)
-        target_grid.addWidget(QLabel("Target sparsity:", self), 0, 0)
-        target_grid.addWidget(self.target_slider, 0, 1)
-        target_grid.addWidget(self.target_value, 0, 2)
-        target_grid.addWidget(QLabel("Max drop:", self), 0, 3)
-        target_grid.addWidget(self.drop_spin, 0, 4)
-        target_grid.addWidget(self.prediction, 1, 0, 1, 5)
-        target_grid.setColumnStretch(1, 1)
-
-        layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 4, 0, 0)
-        layout.setSpacing(4)
-        layout.addLayout(settings_grid)
-        layout.addWidget(self.chart, 1)
-        layout.addLayout(target_grid)
-
-        # dragging reallocates at most every 40 ms; a click or a key press at once
-        self._target_timer = QTimer(self)
-        self._target_timer.setSingleShot(True)
-        self._target_timer.setInterval(40)
-        self._target_timer.timeout.connect(self.targetChanged)
-        self.target_slider.valueChanged.connect(self._on_target_moved)
-        self.drop_spin.valueChanged.connect(self._on_target_moved)
-        self._show_target_value()
-        self.set_has_result(False)
-
-    # ---------------------------------------------------------------- settings
-    def set_scheme(self, scheme: str, label: str) -> None:
-        """The settings panel's quantization scheme, used by 'Also quantize alone'."""
-        self._scheme = scheme
-        self.quantize_check.setToolTip(
-            f"Also measure each layer quantized alone with the panel's scheme ({label})"
-        )
-
-    def amounts(self) -> list[float]:
-        """The amounts to sweep; RecipeError names a bad entry."""
-        return parse_amounts(self.amounts_edit.text())
-
-    def subset(self) -> int | None:
-        return self.subset_spin.value() or None
-
-    def quantize_scheme(self) -> str | None:
-        return self._scheme if self.quantize_check.isChecked() else None
-
-    def target(self) -> float:
-        return self.target_slider.value() / 100
-
-    def max_drop(self, metric: str | None) -> float | None:
-        """The max drop in the metric's own units (accuracy: points -> fraction)."""
-        value = self.drop_spin.value()
-        if not value:
-            return None
-        return value / 100 if metric in (None, "accuracy") else value
-
-    def set_target(self, percent: int) -> None:
-        """Move the slider (as a user would) and reallocate now."""
-        self.target_slider.setValue(percent)
-        self._target_timer.stop()
-        self.targetChanged.emit()
-
-    # ---------------------------------------------------------------- state
-    def set_running(self, running: bool, has_model: bool) -> None:
-        enabled = has_model and not running
-        for widget in (self.amounts_edit, self.subset_spin, self.quantize_check):
-            widget.setEnabled(enabled)
-        self.run_button.setEnabled(enabled)
-        self._running = running
-        self._update_target_enabled()
-
-    def set_has_result(self, has: bool, top_amount: float | None = None) -> None:
-        self._has_result = has
-        if has and top_amount:
-            top = max(TARGET_RANGE[0], min(TARGET_RANGE[1], round(100 * top_amount)))
-            self.target_slider.setMaximum(top)
-        if not has:
-            self.prediction.setText(
-                "Run a sweep, then move the slider: it picks per-layer amounts that reach "
-                "the target with the least predicted loss."
-            )
-        self._update_target_enabled()
-
-    def _update_target_enabled(self) -> None:
-        on = getattr(self, "_has_result", False) and not getattr(self, "_running", False)
-        for widget in (self.target_slider, self.drop_spin):
-            widget.setEnabled(on)
-
-    def set_prediction(self, html_text: str, error: bool = False) -> None:
-        self.prediction.setStyleSheet("color: #c0392b;" if error else "")
-        self.prediction.setText(html_text)
-
-    @Slot()
-    def _on_target_moved(self, *args: Any) -> None:
-        self._show_target_value()
-        if self.target_slider.isSliderDown():
-            self._target_timer.start()
-        else:
-            self._target_timer.stop()
-            self.targetChanged.emit()
-
-    def _show_target_value(self) -> None:
-        self.target_value.setText(f"{self.target_slider.value()}%")

@@ -2,9 +2,11 @@
 
 ``Session`` holds the model (its inventory, its "before" numbers, its layer kinds), the
 evaluation and training data with their files, the last compression result with the recipe it
-ran and its save outcome, the last sensitivity sweep, the recipe the model was opened with,
-whether the result is unsaved, and the layer selection. It holds no widgets: each part has its
-own change signal, and the widgets listen. Flows change it; tests can read it.
+ran, whether the settings changed since (out of date) and its save outcome, the last
+sensitivity sweep (complete, or what a cancelled one finished), the last quantization plan,
+the recipe the model was opened with, whether the result is unsaved, and the layer
+selection. It holds no widgets: each part has its own change signal, and the widgets listen.
+Flows change it; tests can read it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from core.engine import CompressionResult
 from core.errors import UnsupportedError
 from core.inventory import LayerInfo
 from core.loading import LoadedModel
+from core.plan import Plan
 from core.recipe import Recipe
 from core.saving import SaveOutcome
 from core.tasks import Opened
@@ -40,6 +43,8 @@ class Session(QObject):
     resultChanged = Signal()  # result and result_recipe
     saveOutcomeChanged = Signal()
     sweepChanged = Signal()  # sweep and sweep_cached
+    planChanged = Signal()
+    staleChanged = Signal(bool)  # the result no longer matches the settings (or back)
     openedRecipeChanged = Signal()
     modifiedChanged = Signal(bool)
 
@@ -56,9 +61,12 @@ class Session(QObject):
         self.train_path: Path | None = None
         self.result: CompressionResult | None = None
         self.result_recipe: Recipe | None = None
+        self.result_inputs: tuple[Any, ...] | None = None  # what it measured on
         self.save_outcome: SaveOutcome | None = None
-        self.sweep: dict[str, Any] | None = None  # the last complete sweep's data
+        self.sweep: dict[str, Any] | None = None  # the last sweep's data ("partial": cancelled)
         self.sweep_cached = False
+        self.plan: Plan | None = None
+        self.result_stale = False
         self.opened_recipe: Recipe | None = None  # what Reset goes back to (None: defaults)
         self.modified = False
 
@@ -92,6 +100,7 @@ class Session(QObject):
         self.modelChanged.emit()
         self.clear_result()
         self.set_sweep(None, False)
+        self.set_plan(None)
 
     def set_eval_data(self, data: Dataset | None, path: Path | None) -> None:
         self.eval_data, self.eval_path = data, path
@@ -101,15 +110,19 @@ class Session(QObject):
         self.train_data, self.train_path = data, path
         self.trainDataChanged.emit()
 
-    def set_result(self, result: CompressionResult, recipe: Recipe | None) -> None:
-        """A finished compression: shown, not saved yet."""
-        self.result, self.result_recipe = result, recipe
+    def set_result(
+        self, result: CompressionResult, recipe: Recipe | None, inputs: tuple[Any, ...] = ()
+    ) -> None:
+        """A finished compression (``inputs``: what it measured on): shown, not saved yet."""
+        self.result, self.result_recipe, self.result_inputs = result, recipe, inputs
+        self.set_stale(False)
         self.resultChanged.emit()
         self.set_save_outcome(None)
         self.set_modified(True)
 
     def clear_result(self) -> None:
-        self.result, self.result_recipe = None, None
+        self.result, self.result_recipe, self.result_inputs = None, None, None
+        self.set_stale(False)
         self.resultChanged.emit()
         self.set_save_outcome(None)
         self.set_modified(False)
@@ -124,6 +137,17 @@ class Session(QObject):
     def set_sweep(self, data: dict[str, Any] | None, cached: bool) -> None:
         self.sweep, self.sweep_cached = data, cached
         self.sweepChanged.emit()
+
+    def set_plan(self, plan: Plan | None) -> None:
+        self.plan = plan
+        self.planChanged.emit()
+
+    def set_stale(self, stale: bool) -> None:
+        """Whether the shown result is out of date: the settings changed since its run."""
+        stale = stale and self.result is not None
+        if stale != self.result_stale:
+            self.result_stale = stale
+            self.staleChanged.emit(stale)
 
     def set_opened_recipe(self, recipe: Recipe | None) -> None:
         self.opened_recipe = recipe

@@ -36,7 +36,9 @@ from PySide6.QtWidgets import (
 
 from core.data import parse_input_shape
 from core.errors import DataError, RecipeError
-from core.recipe import Finetune, Quantize, format_validation_error
+from core.plan import DEFAULT_MAX_DROP
+from core.recipe import AUTO, Finetune, Quantize, format_validation_error
+from core.schemes import KEEP_FLOAT
 from gui import choices
 from gui.choices import (
     BACKENDS,
@@ -126,6 +128,7 @@ class SettingsPanel(QWidget):
 
     changed = Signal()
     runRequested = Signal()
+    recommendRequested = Signal()
     evalBrowseRequested = Signal()  # the evaluation data row's "..." button
     evalClearRequested = Signal()
     trainBrowseRequested = Signal()
@@ -134,6 +137,7 @@ class SettingsPanel(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self._updating = False
+        self._auto_extra: dict[str, Any] = {}  # scheme auto's fields the panel does not show
         self._build_pruning()
         self._build_finetune()
         self._build_quantize()
@@ -287,14 +291,32 @@ class SettingsPanel(QWidget):
         self.quant_layers_edit.setToolTip("Glob patterns over layer names, comma-separated")
         self.quant_types_edit = QLineEdit("Linear", box)
         self.quant_types_edit.setToolTip("Module class names (subclasses count), comma-separated")
+        self.max_drop_spin = QDoubleSpinBox(box)
+        self.max_drop_spin.setRange(0.0, 1.0)
+        self.max_drop_spin.setDecimals(3)
+        self.max_drop_spin.setSingleStep(0.005)
+        self.max_drop_spin.setValue(DEFAULT_MAX_DROP)
+        self.max_drop_spin.setToolTip(
+            "The measured plan keeps the drop of the metric within this: accuracy as a "
+            "fraction (0.01 = one point) with labelled data, else cosine similarity"
+        )
         self.quant_preview = _dim_label(box)
+        self.recommend_button = QPushButton("Recommend", box)
+        self.recommend_button.setToolTip(
+            "Measure every candidate scheme of each selected layer on this machine and fill "
+            "the Quant column with the fastest plan that keeps fidelity (Ctrl+Alt+P); "
+            "any layer can then be changed by hand"
+        )
+        self.recommend_button.clicked.connect(self.recommendRequested)
         form = QFormLayout(box)
         form.addRow("Scheme:", self.scheme_box)
         form.addRow("Backend:", self.backend_box)
         form.addRow("Granularity:", self.granularity_box)
+        form.addRow("Max drop:", self.max_drop_spin)
         form.addRow("Layers:", self.quant_layers_edit)
         form.addRow("Types:", self.quant_types_edit)
         form.addRow(self.quant_preview)
+        form.addRow(self.recommend_button)
         self._quant_form = form
         box.toggled.connect(self._emit_changed)
         self.scheme_box.currentIndexChanged.connect(self._on_scheme_changed)
@@ -303,6 +325,7 @@ class SettingsPanel(QWidget):
             self.granularity_box.currentIndexChanged,
             self.quant_layers_edit.textChanged,
             self.quant_types_edit.textChanged,
+            self.max_drop_spin.valueChanged,
         ):
             signal.connect(self._emit_changed)
 
@@ -378,6 +401,7 @@ class SettingsPanel(QWidget):
         self._quant_form.setRowVisible(self.backend_box, bool(backends))
         self.granularity_box.setEnabled(entry is not None and entry.granular)
         self._quant_form.setRowVisible(self.granularity_box, entry is None or entry.granular)
+        self._quant_form.setRowVisible(self.max_drop_spin, self.scheme_box.currentData() == AUTO)
         self._emit_changed()
 
     @Slot(str)
@@ -423,14 +447,27 @@ class SettingsPanel(QWidget):
         """The quantize section; RecipeError names the field when it is invalid."""
         if not self.quant_box.isChecked():
             return None
+        return self._rule(self.scheme_box.currentData())
+
+    def selection_rule(self) -> Quantize:
+        """The layers the quantize settings select, as a ``scheme: auto`` rule with the max
+        drop (what Recommend plans), whether quantization is on or not."""
+        return self._rule(AUTO)
+
+    def _rule(self, scheme: str) -> Quantize:
+        fields: dict[str, Any] = {
+            "scheme": scheme,
+            "layers": _patterns(self.quant_layers_edit.text()),
+            "types": _patterns(self.quant_types_edit.text()),
+        }
+        if scheme == AUTO:
+            fields.update(self._auto_extra)
+            fields["max_drop"] = round(self.max_drop_spin.value(), 6)
+        elif scheme != KEEP_FLOAT:
+            fields["backend"] = self.backend_box.currentData()
+            fields["granularity"] = self.granularity_box.currentData()
         try:
-            return Quantize(
-                scheme=self.scheme_box.currentData(),
-                backend=self.backend_box.currentData(),
-                granularity=self.granularity_box.currentData(),
-                layers=_patterns(self.quant_layers_edit.text()),
-                types=_patterns(self.quant_types_edit.text()),
-            )
+            return Quantize(**fields)
         except ValidationError as exc:
             raise RecipeError(f"settings: quantize.{format_validation_error(exc)}") from None
 
@@ -489,10 +526,21 @@ class SettingsPanel(QWidget):
                 _select(self.backend_box, quantize.backend)
                 _select(self.granularity_box, quantize.granularity)
                 self.quant_layers_edit.setText(", ".join(quantize.layers))
-                self.quant_types_edit.setText(", ".join(quantize.types))
+                self.quant_types_edit.setText(", ".join(quantize.types or []))
+                if quantize.is_auto:
+                    fields = ("metric", "candidates", "threads", "batch_size")
+                    self._auto_extra = {
+                        k: getattr(quantize, k) for k in fields if getattr(quantize, k) is not None
+                    }
+                    max_drop = quantize.max_drop
+                    self.max_drop_spin.setValue(DEFAULT_MAX_DROP if max_drop is None else max_drop)
         finally:
             self._updating = False
         self._emit_changed()
+
+    def set_scheme(self, scheme: str) -> None:
+        """Choose the panel's scheme (after a plan: keep float, the plan is per layer)."""
+        _select(self.scheme_box, scheme)
 
     def set_quant_preview(self, text: str, error: bool = False) -> None:
         self.quant_preview.setStyleSheet("color: #c0392b;" if error else "")

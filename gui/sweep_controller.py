@@ -1,6 +1,7 @@
-"""The sensitivity sweep beside its tab: run it in the background (curves stream into the
-chart), keep its result in the session, and turn the target slider into per-layer amounts in
-the layer selection, with the curves' prediction for the amounts the tree shows.
+"""The sensitivity sweep beside its tab: run it in the background (curves and heatmap rows
+stream in as each layer finishes), keep its result in the session (a cancelled sweep keeps
+the layers it finished), and turn the target slider into per-layer amounts in the layer
+selection, with the curves' prediction for the amounts the tree shows.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from core.sensitivity import SweepEvent, SweepResult, SweepSettings, allocate, p
 from gui import choices
 from gui.feedback import Feedback
 from gui.recipe_state import PruneSettings, selection_patterns
-from gui.sensitivity_tab import SensitivityPanel, drop_text, metric_label, metric_text
+from gui.sensitivity_panel import SensitivityPanel
+from gui.sensitivity_tab import drop_text, metric_label, metric_text
 from gui.session import Session
 from gui.settings_panel import SettingsPanel
 from gui.worker import JobRunner
@@ -57,11 +59,13 @@ class SweepController(QObject):
         self.feedback = feedback
         self.panel = panel
         self.chart = panel.chart
+        self.heatmap = panel.heatmap
         self.settings = settings
         self._current_layer = current_layer
         self._show_tab = show_tab
         self._before: tuple[dict[str, Any] | None, bool] = (None, False)
         self._started = 0.0
+        self._partial: dict[str, Any] = {}  # the running sweep's finished layers, meta
         panel.runRequested.connect(self.run)
         panel.targetChanged.connect(self.apply_target)
         session.sweepChanged.connect(self._on_sweep_changed)
@@ -125,7 +129,20 @@ class SweepController(QObject):
             return
         self._before = (self.session.sweep, self.session.sweep_cached)
         self._started = time.perf_counter()
+        self._partial = {
+            "settings": settings.key(),
+            "method": settings.method,
+            "data": {
+                "source": data.source,
+                "samples": min(len(data), settings.subset or len(data)),
+            },
+            "layers": [],
+            "partial": True,
+        }
+        checked = self.session.selection.checked_names()
+        self.panel.choose_view(len(checked) or sum(i.prunable for i in self.session.layers))
         self.chart.clear("Measuring\u2026 each layer's curve appears as it finishes")
+        self.heatmap.clear("Measuring\u2026 each layer's row appears as it finishes")
         self.panel.set_has_result(False)
         self._show_tab()
         self.feedback.log(f"sensitivity: {json.dumps(settings.key())} on {data.source}")
@@ -141,8 +158,15 @@ class SweepController(QObject):
     def _on_progress(self, event: SweepEvent | None, layers: list[dict[str, Any]]) -> None:
         if event is not None:
             self.chart.set_meta(event.baseline, event.metric)
+            self.heatmap.set_meta(event.baseline, event.metric)
+            if event.baseline is not None:
+                self._partial["baseline"] = event.baseline
+            if event.metric is not None:
+                self._partial["metric"] = event.metric
         if layers:
             self.chart.add_layers(layers)
+            self.heatmap.add_layers(layers)
+            self._partial["layers"].extend(layers)
             for row in layers:
                 self.feedback.log(f"sensitivity: {row['name']} done")
 
@@ -162,9 +186,23 @@ class SweepController(QObject):
         self.finished.emit(result)
 
     def _on_cancelled(self) -> None:
-        self.session.set_sweep(*self._before)  # the previous result again (or none)
-        self.feedback.log("sensitivity sweep cancelled: the model is unchanged")
-        self.feedback.status("Sensitivity sweep cancelled: nothing was changed")
+        done = self._partial.get("layers", [])
+        if done and "baseline" in self._partial and "metric" in self._partial:
+            # what finished is kept: its curves stay, and the slider can use them
+            self.session.set_sweep(dict(self._partial), False)
+            n = len(done)
+            self.feedback.log(
+                f"sensitivity sweep cancelled after {n} layer{'s' * (n != 1)}: their curves "
+                "are kept (not cached: only a complete sweep is); the model is unchanged"
+            )
+            self.feedback.status(
+                f"Sensitivity sweep cancelled: the {n} finished layer{'s' * (n != 1)} "
+                "are kept; the model is unchanged"
+            )
+        else:
+            self.session.set_sweep(*self._before)  # the previous result again (or none)
+            self.feedback.log("sensitivity sweep cancelled: the model is unchanged")
+            self.feedback.status("Sensitivity sweep cancelled: nothing was changed")
         self.cancelled.emit()
 
     def _on_failed(self, exc: BaseException, trace: str) -> None:
@@ -178,17 +216,23 @@ class SweepController(QObject):
         data, cached = self.session.sweep, self.session.sweep_cached
         if data is None:
             self.chart.clear(EMPTY_HINT)
+            self.heatmap.clear()
             self.panel.set_has_result(False)
+            self.panel.set_layer_names([])
             return
         samples = (data.get("data") or {}).get("samples")
         note = metric_label(data["metric"]) + (f", {samples:,} samples" if samples else "")
+        if data.get("partial"):
+            note += f"; cancelled after {len(data['layers'])} layers (kept, not cached)"
         amounts = (data.get("settings") or {}).get("amounts", [])
         self.chart.set_result(data, cached, note)
+        self.heatmap.set_result(data)
+        self.panel.set_layer_names([row["name"] for row in data["layers"]])
         self.chart.set_state_tip(
             f"method {data.get('method', '')}, amounts "
             + ", ".join(f"{100 * a:g}%" for a in amounts)
         )
-        self.chart.highlight(self._current_layer())
+        self.panel.highlight(self._current_layer())
         tops = [max(p["amount"] for p in row["points"]) for row in data["layers"] if row["points"]]
         self.panel.set_has_result(bool(tops), min(tops, default=None))
         self.update_prediction()
@@ -209,19 +253,30 @@ class SweepController(QObject):
         return amounts
 
     def set_layer_amounts(self, amounts: dict[str, float], method: str) -> None:
-        """Per-layer amounts into the tree: layers with an amount are checked, swept layers
-        at 0 unchecked, the rest left alone; pruning switches to per layer with ``method``."""
+        """Per-layer amounts into the tree: layers with an amount are checked; a checked
+        layer the allocation gives 0 stays checked at 0% (shown, and said in the log, never
+        silently unchecked); the rest is left alone; pruning switches to per layer with
+        ``method``."""
         selection = self.session.selection
         prune = self.settings.prune_settings()
         if prune.method != method:
             self.settings.set_prune_settings(
                 PruneSettings(method, prune.amount, prune.n, prune.dim, prune.permanent)
             )
+        was_checked = set(selection.checked_names())
         chosen = {name for name, a in amounts.items() if a > 0}
-        selection.set_checked_names((set(selection.checked_names()) - set(amounts)) | chosen)
+        zero = sorted(n for n, a in amounts.items() if a <= 0 and n in was_checked)
+        selection.set_checked_names(was_checked | chosen)
         overrides = {n: a for n, a in selection.overrides().items() if n not in amounts}
         overrides.update({n: a for n, a in amounts.items() if a > 0})
+        overrides.update({n: 0.0 for n in zero})
         selection.set_overrides(overrides)
+        if zero:
+            shown = ", ".join(zero[:6]) + (" \u2026" if len(zero) > 6 else "")
+            self.feedback.log(
+                f"allocation: {len(zero)} checked layer{'s' * (len(zero) != 1)} get 0% and "
+                f"stay checked at 0% (uncheck to leave out): {shown}"
+            )
         self.update_prediction()
 
     def update_prediction(self) -> None:
@@ -238,6 +293,7 @@ class SweepController(QObject):
             amounts[row["name"]] = float(amount or 0.0)
         self.chart.set_markers(amounts)
         guess = predicted(data, amounts)
+        self.panel.show_sparsity(guess["sparsity"])
         metric = data["metric"]
         baseline = float(data["baseline"])
         n = len(data["layers"])

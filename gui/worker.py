@@ -194,6 +194,11 @@ class JobRunner(QObject):
     def busy(self) -> bool:
         return self._job is not None
 
+    @property
+    def job_name(self) -> str | None:
+        """The running job's name ("load", "compress", "save", ...), or None."""
+        return self._job.name if self._job is not None else None
+
     def start(
         self,
         name: str,

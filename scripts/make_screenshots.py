@@ -6,8 +6,14 @@ main_window.png comes from the scriptable command line itself,
 ``secateur --demo --recipe ... --run --screenshot ... --quit-after-run``, so the README
 shows exactly what that command draws. The other views (metrics tab, per-layer amounts)
 need clicks, so they are driven in-process: sensitivity.png is a fresh demo window after a
-sensitivity sweep with the target slider at 80%. Settings never touch the user's own
-QSettings, and the sweep uses a temporary cache (so it is measured, not read back).
+sensitivity sweep with the target slider at 80%. The scale_*.png views are a real 50+-layer
+model, the MobileNetV2 of ``benchmarks/models.py`` (52 Conv2d layers, built here, nothing
+downloaded) on 64 unlabelled 64x64 images, at the default 1400x900: the tree with its
+Amount column and the details pane over the scrolled sparsity chart, the sweep's heatmap,
+and the fidelity warning of a too-greedy recipe. plan.png is Recommend on the digits
+transformer demo (every Linear layer timed here, which takes a couple of minutes). Settings
+never touch the user's own QSettings, and the sweeps use a temporary cache (so they are
+measured, not read back).
 
 PyTorch runs with one intra-op thread here (OMP_NUM_THREADS=1, unless set): on a shared
 two-core machine two OpenMP threads wait on each other whenever another process holds a
@@ -24,6 +30,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "screenshots"
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))  # benchmarks.models builds the 50+-layer model
 RECIPE = ROOT / "resources" / "recipes" / "demo.yaml"
 
 
@@ -121,10 +129,120 @@ def in_process_views(config_home: str) -> list[Path]:
     return written
 
 
+def scale_views(config_home: str) -> list[Path]:
+    """A 50+-layer model at the default size: tree and details, heatmap, fidelity warning."""
+    import numpy as np
+    import torch
+    from PySide6.QtWidgets import QApplication
+
+    from benchmarks.models import mobilenet
+
+    app = QApplication.instance()
+    folder = Path(config_home)
+    weights = folder / "mobilenet.pt"
+    torch.save(mobilenet().state_dict(), weights)
+    photos = folder / "photos.npz"  # unlabelled: fidelity is the only measure
+    images = np.random.default_rng(0).standard_normal((64, 3, 64, 64)).astype(np.float32)
+    np.savez(photos, x=images)
+    written = []
+
+    window = _fresh_window()
+    window.open_model(weights, arch="benchmarks.models:mobilenet")
+    _wait(window.modelLoaded)
+    done: list[bool] = []
+    window.open_eval_data(photos, done.append)
+    while not done:
+        app.processEvents()
+    panel = window.results.sensitivity_panel
+    panel.amounts_edit.setText("30, 50, 70, 90")
+    window.run_sensitivity()
+    _wait(window.sweepFinished)
+    panel.set_target(40)  # per-layer amounts from the curves, in the tree's Amount column
+    window.run_compression()
+    _wait(window.runFinished)
+    window.tree.select_layer("features.17.conv.2")  # a sensitive one (see the heatmap)
+    window.results.tabs.setCurrentWidget(window.results.sparsity_chart)
+    _settle()
+    written.append(_shot(window, "scale_tree_details.png"))
+
+    window.results.show_sensitivity_tab()
+    panel.show_view(1)
+    panel.search_edit.setText("features.16.conv.1")
+    panel.search_edit.returnPressed.emit()
+    _settle()
+    written.append(_shot(window, "scale_heatmap.png"))
+
+    # a recipe that prunes every layer by 95% without looking: fidelity collapses
+    window.action("check_all").trigger()
+    window.session.selection.set_overrides({})
+    window.settings.amount_spin.setValue(95.0)
+    window.run_compression()
+    _wait(window.runFinished)
+    window.results.tabs.setCurrentIndex(1)  # the metrics: fidelity in orange
+    window.tree.select_layer("features.16.conv.2")
+    _settle()
+    written.append(_shot(window, "scale_fidelity.png"))
+    window.close_without_asking()
+    return written
+
+
+def plan_view() -> list[Path]:
+    """Recommend on the digits transformer demo: the Quant column and the Plan tab."""
+
+    window = _fresh_window()
+    window.open_demo("digits_transformer")
+    _wait(window.modelLoaded)
+    window.plans.run()
+    _wait(window.planFinished, 900_000)
+    window.tree.select_layer("encoder.1.up")
+    _settle()
+    target = _shot(window, "plan.png")
+    window.close_without_asking()
+    return [target]
+
+
+def _fresh_window() -> object:
+    """A window at the default 1400x900 and split, whatever the last one saved on close."""
+    from PySide6.QtCore import QSettings
+
+    from gui.main_window import MainWindow
+
+    QSettings().remove("window")
+    window = MainWindow()
+    window.show()
+    return window
+
+
+def _wait(signal: object, timeout_ms: int = 300_000) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    signal.connect(loop.quit)  # type: ignore[attr-defined]
+    QTimer.singleShot(timeout_ms, loop.quit)
+    loop.exec()
+    signal.disconnect(loop.quit)  # type: ignore[attr-defined]
+
+
+def _settle(ms: int = 400) -> None:
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop = QEventLoop()
+    QTimer.singleShot(ms, loop.quit)
+    loop.exec()
+
+
+def _shot(window: object, name: str) -> Path:
+    target = OUT / name
+    window.screenshot(target)  # type: ignore[attr-defined]
+    return target
+
+
 def main() -> int:
     OUT.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="secateur-shots-") as config_home:
         written = [main_window(config_home), *in_process_views(config_home)]
+        written += scale_views(config_home)
+        written += plan_view()
     for path in written:
         print(f"wrote {path.relative_to(ROOT)}")
     return 0

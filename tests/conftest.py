@@ -73,3 +73,33 @@ def demo_window(window, qtbot):
     with qtbot.waitSignal(window.modelLoaded, timeout=30_000):
         window.open_demo()
     return window
+
+
+@pytest.fixture
+def clicking_boxes(message_boxes, monkeypatch):
+    """Message boxes answered by clicking one of their real buttons: ``reply`` "yes" (the
+    accept or yes role), "no" (reject or no) or "destructive" (e.g. Discard). Every box is
+    recorded in ``message_boxes`` as (icon, text, informative, details)."""
+    from types import SimpleNamespace
+
+    from PySide6.QtWidgets import QMessageBox
+
+    roles = {
+        "yes": (QMessageBox.ButtonRole.AcceptRole, QMessageBox.ButtonRole.YesRole),
+        "no": (QMessageBox.ButtonRole.RejectRole, QMessageBox.ButtonRole.NoRole),
+        "destructive": (QMessageBox.ButtonRole.DestructiveRole,),
+    }
+    state = SimpleNamespace(reply="no", boxes=message_boxes)
+
+    def fake_exec(box: QMessageBox) -> int:
+        message_boxes.append((box.icon(), box.text(), box.informativeText(), box.detailedText()))
+        buttons = [b for b in box.buttons() if box.buttonRole(b) in roles[state.reply]]
+        buttons = buttons or box.buttons()[:1]
+        if not buttons:
+            return 0
+        buttons[0].click()
+        standard = box.standardButton(buttons[0])
+        return int(standard.value) if standard else 0
+
+    monkeypatch.setattr(QMessageBox, "exec", fake_exec)
+    return state

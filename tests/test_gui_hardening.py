@@ -418,6 +418,7 @@ def opened_state_dict(qtbot, window, tmp_path):
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT):
         window.open_model(path)
     window.settings.set_input_shape("1x1x8x8")
+    window.action("check_all").trigger()  # issue 13: a model opens with nothing checked
     with qtbot.waitSignal(window.runFinished, timeout=TIMEOUT):
         window.run_compression()
     return path

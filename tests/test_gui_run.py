@@ -46,9 +46,11 @@ def test_demo_run_shows_the_report(qtbot, demo_window):
     result = run_and_wait(qtbot, window)
     report = result.report.to_dict()
     names, before, after = window.results.sparsity_chart.values()
-    assert names == [row["name"] for row in report["layers"]]
-    assert before == pytest.approx([row["sparsity_before"] for row in report["layers"]])
-    assert after == pytest.approx([row["sparsity_after"] for row in report["layers"]])
+    # issue 13: the chart has the prunable layers only (no empty BatchNorm row)
+    rows = [row for row in report["layers"] if row["name"] in ("conv1", "conv2", "fc1", "fc2")]
+    assert names == [row["name"] for row in rows]
+    assert before == pytest.approx([row["sparsity_before"] for row in rows])
+    assert after == pytest.approx([row["sparsity_after"] for row in rows])
     assert after[names.index("fc1")] == pytest.approx(0.5, abs=0.01)
     assert window.results.metrics_chart.values() == metric_ratios(result.report)
     assert (
@@ -178,6 +180,7 @@ def test_save_refuses_to_overwrite_the_opened_model(
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_model(path)
     window.settings.set_input_shape("1x1x8x8")
+    window.action("check_all").trigger()  # issue 13: a model opens with nothing checked
     run_and_wait(qtbot, window)
     before = path.read_bytes()
     monkeypatch.setattr(
@@ -242,8 +245,9 @@ def test_state_dict_asks_for_the_architecture_and_remembers_it(
     assert window.session.loaded.arch == "core.demo:build_model"
     assert prefs.arch_for(path) == "core.demo:build_model"
     assert prefs.recent_files() == [str(path.resolve())]
-    # the default selection: every prunable Linear and Conv layer
-    assert window.session.selection.checked_names() == ["conv1", "conv2", "fc1", "fc2"]
+    # issue 13: a neutral start, nothing checked and nothing to quantize
+    assert window.session.selection.checked_names() == []
+    assert window.current_recipe().is_empty()
 
 
 def test_a_dropped_model_file_opens(qtbot, window, tmp_path):
@@ -312,10 +316,11 @@ def test_closing_during_a_run_stops_it_cleanly(qtbot, demo_window):
 def test_planned_amounts_show_before_a_run(qtbot, demo_window):
     window = demo_window
     window.session.selection.set_override("fc1", 0.8)
-    qtbot.waitUntil(lambda: window.results.sparsity_chart.rows()[3].planned == 0.8)
+    # issue 13: prunable layers only (conv1, conv2, fc1, fc2): fc1 is the third row
+    qtbot.waitUntil(lambda: window.results.sparsity_chart.rows()[2].planned == 0.8)
     rows = {row.name: row for row in window.results.sparsity_chart.rows()}
-    assert rows["conv1"].planned == 0.5 and rows["bn1"].planned is None
-    assert "80% planned" in window.results.sparsity_chart.tooltip_for(3)
+    assert rows["conv1"].planned == 0.5 and "bn1" not in rows
+    assert "80% planned" in window.results.sparsity_chart.tooltip_for(2)
 
 
 def test_escape_cancels_a_run(qtbot, demo_window):

@@ -127,7 +127,10 @@ def test_cancel_mid_sweep_keeps_the_window_usable_and_the_model_unchanged(qtbot,
         window.run_sensitivity()
     window.jobs.progress.disconnect(cancel_after_first_layer)
     assert seen == ["conv1"]
-    assert window.session.sweep is None and window.results.sensitivity_chart.names() == []
+    # issue 13: the finished layers' curves are kept (in the chart and the session)
+    names = window.results.sensitivity_chart.names()
+    assert names[0] == "conv1" and window.session.sweep["partial"] is True
+    assert [row["name"] for row in window.session.sweep["layers"]] == names
     assert not window.jobs.busy and window.action("sensitivity").isEnabled()
     assert (
         window.action("run").isEnabled() and window.results.sensitivity_panel.run_button.isEnabled()
@@ -149,16 +152,14 @@ def test_the_target_slider_puts_allocated_amounts_in_the_tree(qtbot, demo_window
     assert blocker.args[0] == expected
     model, selection = window.tree.model, window.session.selection
     for name, amount in expected.items():
-        assert selection.is_checked(name) == (amount > 0)
-        if amount > 0:
-            assert selection.effective_amount(name) == pytest.approx(amount)
-            assert model.index_of(name, Col.AMOUNT).data() == f"{100 * amount:.4g}%"
+        # issue 13: a checked layer the allocation gives 0 stays checked, at 0%
+        assert selection.is_checked(name)
+        assert selection.effective_amount(name) == pytest.approx(amount)
+        assert model.index_of(name, Col.AMOUNT).data() == f"{100 * amount:.4g}%"
     # the recipe the window saves prunes exactly those amounts, one rule per amount
     recipe = window.current_recipe()
     plan = plan_pruning(window.session.loaded.model, recipe.prune, "settings")
-    assert {n: item.rule.amount for n, item in plan.items()} == pytest.approx(
-        {n: a for n, a in expected.items() if a > 0}
-    )
+    assert {n: item.rule.amount for n, item in plan.items()} == pytest.approx(expected)
     guess = predicted(data, expected)
     assert guess["sparsity"] == pytest.approx(0.8, abs=1e-3)
     assert "80.0%" in window.results.sensitivity_panel.prediction.text()
