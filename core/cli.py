@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, describe_removed, on_stale_removed
 from core.data import Dataset, parse_input_shape, random_data
 from core.engine import Progress, run
 from core.errors import Cancelled, UserError
@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand; every error becomes its exit code and one line."""
+    """Run a parsed subcommand; every error becomes its exit code and one line.
+
+    Stale temporaries that a killed or powered-off earlier run left beside a file this run
+    opens or writes are removed on the way (``core.atomic``); each removal is one line."""
+    stop_listening = on_stale_removed(_say_removed)
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -67,6 +71,12 @@ def run_command(args: argparse.Namespace) -> int:
         traceback.print_exc()
         print("secateur: internal error (a bug in Secateur; please report it)", file=sys.stderr)
         return 1
+    finally:
+        stop_listening()
+
+
+def _say_removed(removed: list[Path]) -> None:
+    print(f"secateur: note: {describe_removed(removed)}", file=sys.stderr)
 
 
 def _fail(exc: UserError) -> int:
@@ -212,6 +222,8 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr)
     result = run(sweep_model(loaded, data, settings, use_cache=not args.no_cache), bar.update)
     bar.close()
+    for note in result.notes:
+        print(f"secateur: note: {note}", file=sys.stderr)
     payload = result.data
     out = Path(args.output)
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())

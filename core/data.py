@@ -69,13 +69,31 @@ def _length(x: Inputs) -> int:
     return int(_tensors(x)[0].shape[0])
 
 
+_NUMERIC_KINDS = "biufc"  # numpy dtype kinds torch can hold: bool, int, uint, float, complex
+_KIND_NAMES = {
+    "U": "text (string)",
+    "S": "byte-string",
+    "V": "structured or raw",
+    "M": "date-time",
+    "m": "time-delta",
+}
+
+
 def _as_tensor(value: Any, where: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise DataError(f"{where}: holds Python objects, not numbers")
-        return torch.from_numpy(np.ascontiguousarray(value))
+        if value.dtype.kind not in _NUMERIC_KINDS:
+            raise DataError(
+                f"{where}: holds {_KIND_NAMES.get(value.dtype.kind, 'non-numeric')} values "
+                f"(dtype {value.dtype.str}), not numbers"
+            )
+        try:
+            return torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError:  # a numeric dtype torch has no tensor type for
+            raise DataError(f"{where}: dtype {value.dtype} is not supported by torch") from None
     raise DataError(f"{where}: expected an array or tensor, got {type(value).__name__}")
 
 

@@ -28,9 +28,11 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
 from core import compat, demo
+from core.atomic import remove_stale_temporaries
 from core.data import Dataset, load_data
 from core.errors import (
     ArchRequiredError,
@@ -41,7 +43,7 @@ from core.errors import (
     first_line,
 )
 from core.quantization import apply_to_layer
-from core.recipe import Quantize
+from core.recipe import Quantize, format_validation_error
 
 ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
@@ -165,6 +167,7 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
     """Load any supported model file. Raises a ModelLoadError naming the file on failure."""
     path = Path(path)
     _check_readable(path)
+    remove_stale_temporaries(path.parent)  # left beside it by a killed or powered-off save
     kind = detect_format(path)
     name = path.name
     if kind == "torchscript":
@@ -401,21 +404,44 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
     return model
 
 
-def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Any]]:
+class Sidecar(BaseModel):
+    """The sidecar beside a quantized state dict: which layers were quantized, and how, so
+    that loading it with its architecture rebuilds those modules before the weights go in."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    secateur_sidecar: Literal[1]
+    quantize: Quantize
+    layers: list[str] = Field(min_length=1)
+
+
+def read_sidecar(sidecar: Path) -> Sidecar:
+    """Read and validate a sidecar; errors name the file, the field and the bad value."""
+    name = sidecar.name
     try:
         data = json.loads(sidecar.read_text(encoding="utf-8"))
-        quant = Quantize.model_validate(data["quantize"])
-        layers = list(data["layers"])
-    except Exception as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise ModelLoadError(f"{name}: damaged Secateur sidecar ({first_line(exc)})") from None
+    if not isinstance(data, dict):
         raise ModelLoadError(
-            f"{sidecar.name}: damaged Secateur sidecar ({first_line(exc)})"
+            f"{name}: damaged Secateur sidecar (expected a JSON object, got {type(data).__name__})"
+        )
+    try:
+        return Sidecar.model_validate(data)
+    except ValidationError as exc:
+        raise ModelLoadError(
+            f"{name}: damaged Secateur sidecar ({format_validation_error(exc)})"
         ) from None
+
+
+def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Any]]:
+    side = read_sidecar(sidecar)
     modules = dict(model.named_modules())
     out = []
-    for layer in layers:
+    for layer in side.layers:
         if layer not in modules:
             raise ModelLoadError(f"{sidecar.name}: names layer {layer!r}, which the model lacks")
-        out.append((layer, modules[layer], quant))
+        out.append((layer, modules[layer], side.quantize))
     return out
 
 
