@@ -139,6 +139,7 @@ def _read(path: Path) -> dict[str, Any]:
     if head[:2] == b"PK" and path.suffix.lower() != ".pt":
         try:
             with np.load(path, allow_pickle=False) as npz:
+                _check_declared_sizes(npz.zip, path.name)
                 return {k: npz[k] for k in npz.files}
         except ValueError as exc:
             if "allow_pickle" in str(exc):
@@ -155,6 +156,34 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise DataError(f"{path.name}: expected a dict with 'x' and 'y', got {type(obj).__name__}")
     return obj
+
+
+def _check_declared_sizes(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse an array whose header declares more data than its member holds.
+
+    numpy allocates what an .npy header declares before reading it, so a few bytes of
+    hostile header could ask for terabytes; the declared size is checked against the
+    member's size first."""
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        with archive.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            header = fh.tell()
+        if dtype.hasobject:
+            continue  # pickled: refused when read
+        declared = math.prod(shape) * dtype.itemsize
+        holds = info.file_size - header
+        if declared > holds:
+            key = info.filename.removesuffix(".npy")
+            raise DataError(
+                f"{name}: {key} declares shape {tuple(shape)} ({declared:,} bytes) but holds "
+                f"{max(holds, 0):,} bytes (a damaged or hostile file)"
+            )
 
 
 def validate(data: Dataset) -> Dataset:

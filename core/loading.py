@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import itertools
 import json
 import pickle
 import struct
@@ -115,7 +116,7 @@ def detect_format(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except Exception as exc:  # a probe of an untrusted file: any failure means damage
             raise ModelLoadError(
                 f"{path.name}: is a damaged or truncated archive ({first_line(exc)})"
             ) from None
@@ -178,16 +179,20 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
             raise ModelLoadError(
                 f"{name}: TorchScript archive fails to load ({first_line(exc)})"
             ) from None
+        check_storages(model, name)
         return LoadedModel(model.eval(), str(path), "torchscript", path)
     if kind == "exported":
+        logged: list = []
         try:
-            with compat.quiet():
+            with compat.quiet(), compat.captured_log("torch.export") as logged:
                 program = torch.export.load(str(path))
             model = program.module()
         except Exception as exc:
+            cause = compat.logged_error(logged) or exc  # the first error, not the fallback's
             raise ModelLoadError(
-                f"{name}: ExportedProgram fails to load ({first_line(exc)})"
+                f"{name}: ExportedProgram fails to load ({first_line(cause)})"
             ) from None
+        check_storages(model, name)
         return LoadedModel(model, str(path), "exported", path)
     if kind == "safetensors":
         state = _load_safetensors(path)
@@ -211,6 +216,35 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
     if isinstance(obj, Mapping):
         return _from_state_dict(_flatten_state(obj, name), path, arch)
     raise ModelLoadError(f"{name}: holds a {type(obj).__name__}, not a state dict or a model")
+
+
+def check_storages(model: nn.Module, name: str) -> None:
+    """Refuse a model with a tensor whose data is missing or too short in the file.
+
+    torch.jit.load does not check a tensor's record in the archive against its shape: an
+    empty or short record gives a tensor over a null or short buffer, and the first read
+    of it is a segmentation fault. (torch.load's unpickler checks this itself.)"""
+    for key, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if not isinstance(tensor, torch.Tensor) or tensor.numel() == 0:
+            continue
+        try:
+            storage = tensor.untyped_storage()
+            have = storage.nbytes()
+        except (RuntimeError, NotImplementedError, TypeError):
+            continue  # a tensor subclass without a plain storage: nothing to check
+        try:
+            missing = storage.data_ptr() == 0
+        except RuntimeError:  # "an invalid python storage"
+            missing = True
+        reach = tensor.storage_offset() + 1
+        reach += sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+        need = reach * tensor.element_size()
+        if missing or need > have:
+            held = "no data" if missing else f"{have:,} bytes"
+            raise ModelLoadError(
+                f"{name}: {key} needs {need:,} bytes of data but the file holds {held} for "
+                "it (a damaged archive)"
+            )
 
 
 def _weights_only_load(path: Path) -> Any:
@@ -469,9 +503,11 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], name: st
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        f"{k} {_shape_text(state[k])} vs {tuple(own[k].shape)}"
         for k in own
-        if k in state and hasattr(own[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+        if k in state
+        and hasattr(own[k], "shape")
+        and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -486,6 +522,12 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], name: st
         model.load_state_dict(state, strict=True, assign=_needs_assign(own))
     except Exception as exc:
         raise ModelLoadError(f"{name}: does not fit the architecture ({first_line(exc)})") from None
+
+
+def _shape_text(value: Any) -> str:
+    """A value's shape for a mismatch message: its shape, or what it is instead."""
+    shape = getattr(value, "shape", None)
+    return str(tuple(shape)) if shape is not None else f"(a {type(value).__name__})"
 
 
 def _needs_assign(own: Mapping[str, Any]) -> bool:

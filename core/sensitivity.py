@@ -31,7 +31,7 @@ from core.atomic import atomic_write_bytes, remove_stale_temporaries
 from core.data import Dataset
 from core.errors import Cancelled, RecipeError, first_line
 from core.fidelity import fidelity
-from core.inventory import PRUNABLE_TYPES, select
+from core.inventory import PRUNABLE_TYPES, quantization_of, select
 from core.methods import PRUNE_METHODS
 from core.metrics import accuracy, run_outputs
 from core.pruning import prune_layer
@@ -100,6 +100,12 @@ def validate_settings(model: nn.Module, s: SweepSettings) -> list[str]:
     names, misses = select(model, s.layers, s.types, predicate=PRUNABLE_TYPES)
     for field_name, value in misses:
         raise RecipeError(f"--{field_name}: {value!r} matches no prunable layer")
+    for name in names:
+        quantized = quantization_of(model.get_submodule(name))
+        if quantized is not None:
+            raise RecipeError(
+                f"--layers: {name} is already quantized ({quantized}); sweep the float model"
+            )
     return names
 
 
