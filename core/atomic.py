@@ -29,6 +29,11 @@ from typing import IO
 
 import psutil
 
+try:
+    import fcntl
+except ImportError:  # not on Windows: saves there are not serialised
+    fcntl = None  # type: ignore[assignment]
+
 from core.errors import SaveError, first_line
 
 TEMP_SUFFIX = ".tmp"
@@ -166,6 +171,29 @@ def describe_removed(removed: Sequence[Path]) -> str:
     )
 
 
+# ------------------------------------------------------------------- locking
+@contextlib.contextmanager
+def folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``folder`` for the block (flock on the folder itself: no
+    lock file to leave behind), so that files that belong together (a model and its
+    sidecar) are published, and checked, without another process's save in between.
+
+    Best effort: where the folder cannot be opened or locked (no flock on this system or
+    file system) the block runs unlocked, as every save did before."""
+    try:
+        fd = os.open(folder if str(folder) else ".", os.O_RDONLY)
+    except OSError:
+        fd = None
+    try:
+        if fd is not None and fcntl is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
+
+
 # ------------------------------------------------------------------- writing
 @contextlib.contextmanager
 def atomic_file(path: Path) -> Iterator[IO[bytes]]:
@@ -184,7 +212,7 @@ def atomic_file(path: Path) -> Iterator[IO[bytes]]:
     try:
         # mkstemp creates the file owner-only; a saved model gets the usual permissions.
         os.chmod(tmp, 0o666 & ~_umask())
-        with os.fdopen(fd, "wb") as fh:
+        with os.fdopen(fd, "w+b") as fh:  # readable too: a caller may digest what it wrote
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

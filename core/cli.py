@@ -16,7 +16,7 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
 from core.atomic import atomic_write_bytes, describe_removed, on_stale_removed
 from core.data import Dataset, parse_input_shape, random_data
@@ -76,6 +76,8 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _say_removed(removed: list[Path]) -> None:
+    if ProgressBar.drawn is not None:
+        ProgressBar.drawn.close()  # the note on a line of its own
     print(f"secateur: note: {describe_removed(removed)}", file=sys.stderr)
 
 
@@ -289,6 +291,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 class ProgressBar:
     """A one-line progress bar on a terminal; plain step lines otherwise (quiet in pipes)."""
 
+    drawn: ClassVar[ProgressBar | None] = None
+    """The bar on the terminal now: a note printed meanwhile clears it first."""
+
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = stream.isatty() and os.environ.get("TERM") != "dumb"
@@ -305,11 +310,16 @@ class ProgressBar:
             self.stream.write(line.ljust(len(self.last)))
             self.stream.flush()
             self.last = line
+            ProgressBar.drawn = self
 
     def close(self) -> None:
+        """Clear the bar's line (the next update draws it again)."""
         if self.tty and self.last:
             self.stream.write("\r" + " " * len(self.last) + "\r")
             self.stream.flush()
+        self.last = ""
+        if ProgressBar.drawn is self:
+            ProgressBar.drawn = None
 
 
 def print_table(rows: list[tuple[str, ...]], stream: TextIO) -> None:

@@ -214,11 +214,12 @@ def validate(data: Dataset) -> Dataset:
             y = y.long()
         if y.dtype == torch.bool or y.is_complex():
             raise DataError(f"{name}: y must hold integer class labels, got {y.dtype}")
+        y = y.long()  # torch compares few unsigned dtypes (uint16/32/64 have no '<')
         if y.shape[0] != n:
             raise DataError(f"{name}: x has {n} samples but y has {y.shape[0]}")
         if bool((y < 0).any()):
             raise DataError(f"{name}: y holds negative labels (min {int(y.min())})")
-        data.y = y.long()
+        data.y = y
     return data
 
 

@@ -14,6 +14,7 @@ the weights-only unpickler is tried first and refuses anything but tensors and c
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import itertools
@@ -26,7 +27,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,6 +47,8 @@ from core.errors import (
 from core.quantization import apply_to_layer
 from core.recipe import Quantize, format_validation_error
 
+# torch.export.load's fallback error points at log lines Secateur keeps off the screen.
+_SEE_WARNINGS = "Please check the warnings above for possible errors."
 ModelFormat = Literal["state_dict", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -189,9 +192,8 @@ def load_model(path: str | Path, arch: str | None = None, trust: bool = False) -
             model = program.module()
         except Exception as exc:
             cause = compat.logged_error(logged) or exc  # the first error, not the fallback's
-            raise ModelLoadError(
-                f"{name}: ExportedProgram fails to load ({first_line(cause)})"
-            ) from None
+            text = first_line(cause).replace(_SEE_WARNINGS, "").strip()
+            raise ModelLoadError(f"{name}: ExportedProgram fails to load ({text})") from None
         check_storages(model, name)
         return LoadedModel(model, str(path), "exported", path)
     if kind == "safetensors":
@@ -225,8 +227,8 @@ def check_storages(model: nn.Module, name: str) -> None:
     empty or short record gives a tensor over a null or short buffer, and the first read
     of it is a segmentation fault. (torch.load's unpickler checks this itself.)"""
     for key, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
-        if not isinstance(tensor, torch.Tensor) or tensor.numel() == 0:
-            continue
+        if type(tensor) not in (torch.Tensor, nn.Parameter) or tensor.numel() == 0:
+            continue  # a tensor subclass (torchao's int8) holds its data in inner tensors
         try:
             storage = tensor.untyped_storage()
             have = storage.nbytes()
@@ -387,21 +389,26 @@ def _from_state_dict(state: dict[str, torch.Tensor], path: Path, arch: str | Non
         )
     notes: list[str] = []
     sidecar = sidecar_path(path)
+    side = None
     if sidecar.exists():
+        side = read_sidecar(sidecar)
+        _check_pair(path, sidecar, side)
         notes.append(f"rebuilt quantized layers from {sidecar.name}")
     if not any(k.endswith("_mask") for k in state):
-        fast = _load_on_meta(arch, state, sidecar if sidecar.exists() else None)
+        fast = _load_on_meta(arch, state, side, sidecar.name)
         if fast is not None:
             return LoadedModel(fast.eval(), str(path), "state_dict", path, arch, notes)
     model = build_arch(arch)
-    if sidecar.exists():
-        _apply_sidecar(model, sidecar)
+    if side is not None:
+        _apply_sidecar(model, side, sidecar.name)
     _restore_masks(model, state)
     load_state_strict(model, state, name)
     return LoadedModel(model.eval(), str(path), "state_dict", path, arch, notes)
 
 
-def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.Module | None:
+def _load_on_meta(
+    arch: str, state: dict[str, Any], side: Sidecar | None, sidecar: str
+) -> nn.Module | None:
     """Build the architecture without allocating weights and adopt the loaded tensors.
 
     Halves the peak memory of opening a large state dict (no random init to overwrite).
@@ -416,8 +423,8 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Path | None) -> nn.
             model = func()
         if not isinstance(model, nn.Module):
             return None
-        if sidecar is not None:
-            for layer, module, quant in _sidecar_layers(model, sidecar):
+        if side is not None:
+            for layer, module, quant in _sidecar_layers(model, side, sidecar):
                 module.to_empty(device="cpu", recurse=False)
                 apply_to_layer(model, module, layer, quant)
     except Exception:
@@ -447,6 +454,8 @@ class Sidecar(BaseModel):
     secateur_sidecar: Literal[1]
     quantize: Quantize
     layers: list[str] = Field(min_length=1)
+    # The SHA-256 of the model file it belongs to (absent in sidecars of older versions).
+    model_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
 
 
 def read_sidecar(sidecar: Path) -> Sidecar:
@@ -468,19 +477,42 @@ def read_sidecar(sidecar: Path) -> Sidecar:
         ) from None
 
 
-def _sidecar_layers(model: nn.Module, sidecar: Path) -> list[tuple[str, nn.Module, Any]]:
-    side = read_sidecar(sidecar)
+def file_sha256(fh: IO[bytes]) -> str:
+    """The SHA-256 of an open file's content from its current position, in hex."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_pair(path: Path, sidecar: Path, side: Sidecar) -> None:
+    """Refuse a sidecar that was written for another version of the model file (a save
+    interrupted between publishing the two, by a kill or a power loss)."""
+    if side.model_sha256 is None:
+        return
+    with path.open("rb") as fh:
+        digest = file_sha256(fh)
+    if digest != side.model_sha256:
+        raise ModelLoadError(
+            f"{sidecar.name}: belongs to another version of {path.name} (model_sha256 "
+            f"{side.model_sha256[:12]}... is not the file's {digest[:12]}...; a save was "
+            "interrupted): save the model again, or remove the sidecar if the file holds "
+            "plain float weights"
+        )
+
+
+def _sidecar_layers(model: nn.Module, side: Sidecar, name: str) -> list[tuple[str, nn.Module, Any]]:
     modules = dict(model.named_modules())
     out = []
     for layer in side.layers:
         if layer not in modules:
-            raise ModelLoadError(f"{sidecar.name}: names layer {layer!r}, which the model lacks")
+            raise ModelLoadError(f"{name}: names layer {layer!r}, which the model lacks")
         out.append((layer, modules[layer], side.quantize))
     return out
 
 
-def _apply_sidecar(model: nn.Module, sidecar: Path) -> None:
-    for layer, module, quant in _sidecar_layers(model, sidecar):
+def _apply_sidecar(model: nn.Module, side: Sidecar, name: str) -> None:
+    for layer, module, quant in _sidecar_layers(model, side, name):
         apply_to_layer(model, module, layer, quant)
 
 

@@ -17,11 +17,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from core.atomic import atomic_file, atomic_write_bytes
+from core.atomic import atomic_file, atomic_write_bytes, folder_lock
 from core.data import Dataset
 from core.errors import Cancelled, SaveError, UnsupportedError, first_line
-from core.formats import SAVE_FORMATS, SaveFormat
-from core.loading import SIDECAR_SUFFIX, load_model, sidecar_path
+from core.formats import SAVE_FORMATS, SaveFormat, Writer
+from core.loading import SIDECAR_SUFFIX, file_sha256, load_model, sidecar_path
 from core.metrics import call, flatten_outputs
 
 
@@ -81,11 +81,43 @@ def save_model(
     stop = should_stop or (lambda: False)
     if stop():
         raise Cancelled()
+    # Another process saving into this folder waits: the file, its sidecar and the round
+    # trip are this save's alone (never one process's model beside another's sidecar).
+    with folder_lock(path.parent):
+        side = sidecar_path(path)
+        sidecar = quantized if entry.needs_arch and quantized and quantized.get("layers") else None
+        _write(path, writer, entry, fmt, stop, side, sidecar)
+        if sidecar is None and side.exists() and side.name.endswith(SIDECAR_SUFFIX):
+            side.unlink()  # a stale sidecar would rebuild the wrong modules
+        round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch)
+        return SaveOutcome(path, fmt, path.stat().st_size, round_trip, side if sidecar else None)
+
+
+def _write(
+    path: Path,
+    writer: Writer,
+    entry: SaveFormat,
+    fmt: str,
+    stop: Callable[[], bool],
+    side: Path,
+    sidecar: dict[str, Any] | None,
+) -> None:
+    """The model file itself, atomically, and its sidecar; failures as one-line errors.
+
+    The sidecar names the digest of the model file it belongs to and is published first,
+    the model last: an interruption in between (a kill, a power loss) leaves a sidecar
+    that the loader sees does not belong to the model beside it, never a silent mismatch.
+    (Without a sidecar, the model is published first and a stale sidecar removed after.)"""
     try:
         with atomic_file(path) as fh:
             writer(fh)
             if stop():
                 raise Cancelled()  # the temporary file is removed; the target is untouched
+            if sidecar is not None:
+                fh.flush()
+                fh.seek(0)
+                pair = {**sidecar, "model_sha256": file_sha256(fh)}
+                atomic_write_bytes(side, (json.dumps(pair, indent=2) + "\n").encode())
     except (SaveError, UnsupportedError, Cancelled):
         raise
     except OSError as exc:
@@ -97,15 +129,6 @@ def save_model(
             f"{path.name}: this model cannot be saved as {fmt} ({first_line(exc, 200)}); "
             "try --format state_dict"
         ) from None
-    sidecar = None
-    side = sidecar_path(path)
-    if entry.needs_arch and quantized and quantized.get("layers"):
-        atomic_write_bytes(side, (json.dumps(quantized, indent=2) + "\n").encode())
-        sidecar = side
-    elif side.exists() and side.name.endswith(SIDECAR_SUFFIX):
-        side.unlink()  # a stale sidecar would rebuild the wrong modules
-    round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch)
-    return SaveOutcome(path, fmt, path.stat().st_size, round_trip, sidecar)
 
 
 def _same_file(a: Path, b: Path) -> bool:

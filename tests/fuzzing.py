@@ -569,12 +569,14 @@ def _toy_seed(fmt: str) -> Callable[[Base], bytes]:
             from safetensors.torch import save
 
             return save(model.state_dict())
-        if fmt == "torchscript":
-            torch.jit.save(torch.jit.trace(model, x), buf)
-        elif fmt == "exported":
-            torch.export.save(torch.export.export(model, (x,)), buf)
-        else:
-            torch.save(model, buf)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.trace's deprecation
+            if fmt == "torchscript":
+                torch.jit.save(torch.jit.trace(model, x), buf)
+            elif fmt == "exported":
+                torch.export.save(torch.export.export(model, (x,)), buf)
+            else:
+                torch.save(model, buf)
         return buf.getvalue()
 
     return build
