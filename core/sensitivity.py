@@ -210,7 +210,10 @@ def read_cache(
     for i, row in enumerate(entry.layers):
         if [p.amount for p in row.points] != amounts:
             return None, f"{where}: layers[{i}].points: amounts are not {amounts}"
-        weight = getattr(modules[row.name], "weight", None)
+        module = modules[row.name]
+        if row.type != type(module).__name__:
+            return None, f"{where}: layers[{i}].type: {row.type!r} is not {type(module).__name__}"
+        weight = getattr(module, "weight", None)
         size = weight.numel() if isinstance(weight, torch.Tensor) else row.parameters
         if row.parameters != size:
             return None, f"{where}: layers[{i}].parameters: {row.parameters} is not {size}"

@@ -59,7 +59,7 @@ ADDRESS_SPACE = 6 << 30
 """RLIMIT_AS of the worker: an allocation driven by a declared size fails here instead of
 swapping the machine (and the case is then reported as an allocation failure)."""
 ALLOCATION_FAILED = ("MemoryError", "can't allocate memory", "bad_alloc", "Cannot allocate memory")
-SWEEP_FLAGS = ("--types", "Linear", "--amounts", "0.3,0.6")
+SWEEP_FLAGS = ("--types", "Linear", "--amounts", "0.3,0.6", "--target-sparsity", "0.4")
 
 Mutator = Callable[[bytes, random.Random, Sequence[bytes]], bytes]
 
@@ -928,6 +928,13 @@ def _read_report(path: str) -> int:
     return 0
 
 
+def _ends(text: str, keep: int = 4000) -> str:
+    """The first and last ``keep`` characters of a long output (its lines counted apart)."""
+    if len(text) <= 2 * keep:
+        return text
+    return f"{text[:keep]}\n...\n{text[-keep:]}"
+
+
 def _status_kb(key: str) -> int:
     for line in Path("/proc/self/status").read_text().splitlines():
         if line.startswith(key + ":"):
@@ -979,8 +986,8 @@ def _run_one(request: dict[str, Any], scratch: Path) -> dict[str, Any]:
     gc.collect()
     return {
         "code": code,
-        "stdout": out_path.read_text(errors="replace")[-4000:],
-        "stderr": err_path.read_text(errors="replace")[-4000:],
+        "stdout": _ends(out_path.read_text(errors="replace")),
+        "stderr": _ends(err_path.read_text(errors="replace")),
         "seconds": seconds,
         "peak_rss": peak,
     }

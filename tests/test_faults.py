@@ -121,6 +121,13 @@ BAD_ENTRIES = {
         },
         "layers[0].points: amounts are not [0.5]",
     ),
+    "other-type": (
+        lambda good: {
+            **good,
+            "layers": [{**good["layers"][0], "type": "Linear"}, *good["layers"][1:]],
+        },
+        "layers[0].type: 'Linear' is not Conv2d",
+    ),
     "nan": (
         lambda good: json.loads(json.dumps({**good, "baseline": float("nan")})),
         "baseline: nan is invalid",
