@@ -16,9 +16,9 @@ import time
 import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, ClassVar, TextIO
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, describe_removed, on_stale_removed
 from core.data import Dataset, parse_input_shape, random_data
 from core.demos import DEMOS
 from core.engine import Progress, run
@@ -57,7 +57,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a parsed subcommand; every error becomes its exit code and one line."""
+    """Run a parsed subcommand; every error becomes its exit code and one line.
+
+    Stale temporaries that a killed or powered-off earlier run left beside a file this run
+    opens or writes are removed on the way (``core.atomic``); each removal is one line."""
+    stop_listening = on_stale_removed(_say_removed)
     try:
         return COMMANDS[args.command](args)
     except UserError as exc:
@@ -72,6 +76,14 @@ def run_command(args: argparse.Namespace) -> int:
         traceback.print_exc()
         print("secateur: internal error (a bug in Secateur; please report it)", file=sys.stderr)
         return 1
+    finally:
+        stop_listening()
+
+
+def _say_removed(removed: list[Path]) -> None:
+    if ProgressBar.drawn is not None:
+        ProgressBar.drawn.close()  # the note on a line of its own
+    print(f"secateur: note: {describe_removed(removed)}", file=sys.stderr)
 
 
 def _fail(exc: UserError) -> int:
@@ -268,6 +280,8 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
     bar = ProgressBar(sys.stderr)
     result = run(sweep_model(loaded, data, settings, use_cache=not args.no_cache), bar.update)
     bar.close()
+    for note in result.notes:
+        print(f"secateur: note: {note}", file=sys.stderr)
     payload = result.data
     out = Path(args.output)
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
@@ -438,6 +452,9 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 class ProgressBar:
     """A one-line progress bar on a terminal; plain step lines otherwise (quiet in pipes)."""
 
+    drawn: ClassVar[ProgressBar | None] = None
+    """The bar on the terminal now: a note printed meanwhile clears it first."""
+
     def __init__(self, stream: TextIO) -> None:
         self.stream = stream
         self.tty = stream.isatty() and os.environ.get("TERM") != "dumb"
@@ -454,11 +471,16 @@ class ProgressBar:
             self.stream.write(line.ljust(len(self.last)))
             self.stream.flush()
             self.last = line
+            ProgressBar.drawn = self
 
     def close(self) -> None:
+        """Clear the bar's line (the next update draws it again)."""
         if self.tty and self.last:
             self.stream.write("\r" + " " * len(self.last) + "\r")
             self.stream.flush()
+        self.last = ""
+        if ProgressBar.drawn is self:
+            ProgressBar.drawn = None
 
 
 def print_table(rows: list[tuple[str, ...]], stream: TextIO) -> None:

@@ -40,6 +40,35 @@ def quiet() -> Iterator[None]:
         yield
 
 
+@contextlib.contextmanager
+def captured_log(name: str) -> Iterator[list[logging.LogRecord]]:
+    """The records logger ``name`` emits inside the block, kept instead of printed (torch
+    logs a traceback to stderr before raising a vaguer error; the caller reports it in one
+    line instead)."""
+    logger = logging.getLogger(name)
+    records: list[logging.LogRecord] = []
+
+    class _Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    saved = logger.handlers[:], logger.propagate
+    logger.handlers = [_Keep()]
+    logger.propagate = False
+    try:
+        yield records
+    finally:
+        logger.handlers, logger.propagate = saved
+
+
+def logged_error(records: list[logging.LogRecord]) -> BaseException | None:
+    """The last exception among captured log records, if any."""
+    for record in reversed(records):
+        if record.exc_info and record.exc_info[1] is not None:
+            return record.exc_info[1]
+    return None
+
+
 @cache
 def torchao() -> ModuleType:
     """Import torchao.quantization without its CPU-machine noise."""

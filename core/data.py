@@ -69,13 +69,31 @@ def _length(x: Inputs) -> int:
     return int(_tensors(x)[0].shape[0])
 
 
+_NUMERIC_KINDS = "biufc"  # numpy dtype kinds torch can hold: bool, int, uint, float, complex
+_KIND_NAMES = {
+    "U": "text (string)",
+    "S": "byte-string",
+    "V": "structured or raw",
+    "M": "date-time",
+    "m": "time-delta",
+}
+
+
 def _as_tensor(value: Any, where: str) -> torch.Tensor:
     if isinstance(value, torch.Tensor):
         return value
     if isinstance(value, np.ndarray):
         if value.dtype == object:
             raise DataError(f"{where}: holds Python objects, not numbers")
-        return torch.from_numpy(np.ascontiguousarray(value))
+        if value.dtype.kind not in _NUMERIC_KINDS:
+            raise DataError(
+                f"{where}: holds {_KIND_NAMES.get(value.dtype.kind, 'non-numeric')} values "
+                f"(dtype {value.dtype.str}), not numbers"
+            )
+        try:
+            return torch.from_numpy(np.ascontiguousarray(value))
+        except TypeError:  # a numeric dtype torch has no tensor type for
+            raise DataError(f"{where}: dtype {value.dtype} is not supported by torch") from None
     raise DataError(f"{where}: expected an array or tensor, got {type(value).__name__}")
 
 
@@ -121,6 +139,7 @@ def _read(path: Path) -> dict[str, Any]:
     if head[:2] == b"PK" and path.suffix.lower() != ".pt":
         try:
             with np.load(path, allow_pickle=False) as npz:
+                _check_declared_sizes(npz.zip, path.name)
                 return {k: npz[k] for k in npz.files}
         except ValueError as exc:
             if "allow_pickle" in str(exc):
@@ -137,6 +156,34 @@ def _read(path: Path) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise DataError(f"{path.name}: expected a dict with 'x' and 'y', got {type(obj).__name__}")
     return obj
+
+
+def _check_declared_sizes(archive: zipfile.ZipFile, name: str) -> None:
+    """Refuse an array whose header declares more data than its member holds.
+
+    numpy allocates what an .npy header declares before reading it, so a few bytes of
+    hostile header could ask for terabytes; the declared size is checked against the
+    member's size first."""
+    for info in archive.infolist():
+        if not info.filename.endswith(".npy"):
+            continue
+        with archive.open(info) as fh:
+            version = np.lib.format.read_magic(fh)
+            if version == (1, 0):
+                shape, _, dtype = np.lib.format.read_array_header_1_0(fh)
+            else:
+                shape, _, dtype = np.lib.format.read_array_header_2_0(fh)
+            header = fh.tell()
+        if dtype.hasobject:
+            continue  # pickled: refused when read
+        declared = math.prod(shape) * dtype.itemsize
+        holds = info.file_size - header
+        if declared > holds:
+            key = info.filename.removesuffix(".npy")
+            raise DataError(
+                f"{name}: {key} declares shape {tuple(shape)} ({declared:,} bytes) but holds "
+                f"{max(holds, 0):,} bytes (a damaged or hostile file)"
+            )
 
 
 def validate(data: Dataset) -> Dataset:
@@ -167,11 +214,12 @@ def validate(data: Dataset) -> Dataset:
             y = y.long()
         if y.dtype == torch.bool or y.is_complex():
             raise DataError(f"{name}: y must hold integer class labels, got {y.dtype}")
+        y = y.long()  # torch compares few unsigned dtypes (uint16/32/64 have no '<')
         if y.shape[0] != n:
             raise DataError(f"{name}: x has {n} samples but y has {y.shape[0]}")
         if bool((y < 0).any()):
             raise DataError(f"{name}: y holds negative labels (min {int(y.min())})")
-        data.y = y.long()
+        data.y = y
     return data
 
 

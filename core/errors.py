@@ -6,14 +6,22 @@ message box in the window); anything else is a bug in Secateur (exit code 1).
 
 from __future__ import annotations
 
+MAX_MESSAGE = 1000
+"""The longest one-line error shown; a longer one is cut in the middle."""
+
 
 class UserError(Exception):
     """A problem with the user's input: a file, a recipe, data or a flag."""
 
     def __str__(self) -> str:
-        # One line, always: multi-line messages from torch are folded.
+        # One line, always: multi-line messages from torch are folded, and a huge bad value
+        # (a 100 KB string in a hostile file) is cut in the middle, keeping where and why.
         text = super().__str__()
-        return " ".join(part.strip() for part in text.splitlines() if part.strip())
+        line = " ".join(part.strip() for part in text.splitlines() if part.strip())
+        if len(line) > MAX_MESSAGE:
+            cut = len(line) - MAX_MESSAGE
+            line = f"{line[: MAX_MESSAGE - 200]} ...[{cut:,} characters]... {line[-200:]}"
+        return line
 
 
 class ModelLoadError(UserError):

@@ -47,6 +47,9 @@ class Saving:
     sidecar: dict[str, Any] | None = None
     export_int8: str | None = None
     should_stop: Callable[[], bool] = lambda: False
+    # called with the written temporary file just before it replaces the target (the
+    # sidecar that names its digest is published first)
+    before_publish: Callable[[IO[bytes]], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ def _streamed(prepare: Callable[[Saving], Writer]) -> Callable[[Saving], list[st
             writer(fh)
             if s.should_stop():
                 raise Cancelled()  # the temporary file is removed; the target is untouched
+            if s.before_publish is not None:
+                s.before_publish(fh)
         return []
 
     return write

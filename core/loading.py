@@ -14,8 +14,10 @@ the weights-only unpickler is tried first and refuses anything but tensors and c
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
+import itertools
 import json
 import pickle
 import struct
@@ -25,12 +27,14 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 from torch import nn
 
 from core import compat
+from core.atomic import remove_stale_temporaries
 from core.compressed_read import looks_compressed
 from core.compressed_read import read as read_compressed
 from core.data import Dataset, load_data
@@ -46,9 +50,11 @@ from core.errors import (
 )
 from core.onnx_runtime import looks_like_onnx
 from core.quantization import apply_to_layer
-from core.recipe import Quantize
+from core.recipe import Backend, Granularity, Quantize, QuantScheme, format_validation_error
 from core.shapes import apply_shapes
 
+# torch.export.load's fallback error points at log lines Secateur keeps off the screen.
+_SEE_WARNINGS = "Please check the warnings above for possible errors."
 ModelFormat = Literal["state_dict", "compressed", "pickle", "torchscript", "exported", "demo"]
 SIDECAR_SUFFIX = ".secateur.json"
 _NESTED_KEYS = ("state_dict", "model_state_dict", "model", "module", "net")
@@ -126,7 +132,7 @@ def detect_format(path: Path) -> str:
         try:
             with zipfile.ZipFile(path) as zf:
                 names = zf.namelist()
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        except Exception as exc:  # a probe of an untrusted file: any failure means damage
             raise ModelLoadError(
                 f"{path.name}: is a damaged or truncated archive ({first_line(exc)})"
             ) from None
@@ -189,6 +195,7 @@ def load_model(
     result that came from a pickled model builds it from the original's class)."""
     path = Path(path)
     _check_readable(path)
+    remove_stale_temporaries(path.parent)  # left beside it by a killed or powered-off save
     kind = detect_format(path)
     name = path.name
     if kind == "onnx":
@@ -208,16 +215,19 @@ def load_model(
             raise ModelLoadError(
                 f"{name}: TorchScript archive fails to load ({first_line(exc)})"
             ) from None
+        check_storages(model, name)
         return LoadedModel(model.eval(), str(path), "torchscript", path)
     if kind == "exported":
+        logged: list = []
         try:
-            with compat.quiet():
+            with compat.quiet(), compat.captured_log("torch.export") as logged:
                 program = torch.export.load(str(path))
             model = program.module()
         except Exception as exc:
-            raise ModelLoadError(
-                f"{name}: ExportedProgram fails to load ({first_line(exc)})"
-            ) from None
+            cause = compat.logged_error(logged) or exc  # the first error, not the fallback's
+            text = first_line(cause).replace(_SEE_WARNINGS, "").strip()
+            raise ModelLoadError(f"{name}: ExportedProgram fails to load ({text})") from None
+        check_storages(model, name)
         return LoadedModel(model, str(path), "exported", path)
     if kind == "safetensors":
         state = _load_safetensors(path)
@@ -241,6 +251,35 @@ def load_model(
     if isinstance(obj, Mapping):
         return _from_state_dict(_flatten_state(obj, name), path, arch, build)
     raise ModelLoadError(f"{name}: holds a {type(obj).__name__}, not a state dict or a model")
+
+
+def check_storages(model: nn.Module, name: str) -> None:
+    """Refuse a model with a tensor whose data is missing or too short in the file.
+
+    torch.jit.load does not check a tensor's record in the archive against its shape: an
+    empty or short record gives a tensor over a null or short buffer, and the first read
+    of it is a segmentation fault. (torch.load's unpickler checks this itself.)"""
+    for key, tensor in itertools.chain(model.named_parameters(), model.named_buffers()):
+        if type(tensor) not in (torch.Tensor, nn.Parameter) or tensor.numel() == 0:
+            continue  # a tensor subclass (torchao's int8) holds its data in inner tensors
+        try:
+            storage = tensor.untyped_storage()
+            have = storage.nbytes()
+        except (RuntimeError, NotImplementedError, TypeError):
+            continue  # a tensor subclass without a plain storage: nothing to check
+        try:
+            missing = storage.data_ptr() == 0
+        except RuntimeError:  # "an invalid python storage"
+            missing = True
+        reach = tensor.storage_offset() + 1
+        reach += sum((size - 1) * stride for size, stride in zip(tensor.shape, tensor.stride()))
+        need = reach * tensor.element_size()
+        if missing or need > have:
+            held = "no data" if missing else f"{have:,} bytes"
+            raise ModelLoadError(
+                f"{name}: {key} needs {need:,} bytes of data but the file holds {held} for "
+                "it (a damaged archive)"
+            )
 
 
 def _weights_only_load(path: Path) -> Any:
@@ -398,7 +437,9 @@ def _from_state_dict(
     notes: list[str] = []
     if sidecar is None:
         side = sidecar_path(path)
-        sidecar = read_sidecar(side) if side.exists() else None
+        if side.exists():
+            sidecar = read_sidecar(side)
+            _check_pair(path, side, sidecar)
     if sidecar is not None:
         if sidecar.shapes:
             count = len(sidecar.shapes.get("modules", {}))
@@ -453,14 +494,54 @@ def _load_on_meta(arch: str, state: dict[str, Any], sidecar: Sidecar | None) -> 
     return model
 
 
+class _RuleFields(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    scheme: QuantScheme
+    backend: Backend = "torchao"
+    granularity: Granularity = "per_channel"
+
+
+class SidecarFile(BaseModel):
+    """The schema of ``OUT.secateur.json`` (and of a compressed file's own metadata):
+    ``layers`` maps each quantized layer to its rule (or, as first written, lists the layers
+    that all take the one ``quantize`` rule); ``shapes`` is ``core.shapes.shapes_of``'s
+    record of the layers whose channels were removed; ``model_sha256`` names the model file
+    it belongs to (absent in sidecars of older versions and inside compressed files)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    secateur_sidecar: Literal[1]
+    layers: dict[str, _RuleFields] = Field(default_factory=dict)
+    quantize: Quantize | None = None  # the first form: one rule for a list of layers
+    shapes: dict[str, Any] | None = None
+    model_sha256: str | None = Field(default=None, pattern="^[0-9a-f]{64}$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _first_form(cls, data: Any) -> Any:
+        """``layers: [names]`` with one ``quantize`` rule, as first written."""
+        if isinstance(data, dict) and isinstance(data.get("layers"), list):
+            names = data["layers"]
+            if not names or not all(isinstance(n, str) for n in names):
+                raise ValueError(f"layers: {names!r} is not a list of layer names")
+            rule = data.get("quantize")
+            if not isinstance(rule, dict):
+                raise ValueError("layers lists names but there is no quantize rule for them")
+            fields = {k: rule[k] for k in ("scheme", "backend", "granularity") if k in rule}
+            return {**data, "layers": {name: fields for name in names}}
+        return data
+
+
 @dataclass
 class Sidecar:
-    """What ``OUT.secateur.json`` says about a saved state dict: the shapes of layers whose
-    channels were removed, and each quantized layer's rule."""
+    """What a sidecar says about a saved state dict: the shapes of layers whose channels
+    were removed, each quantized layer's rule, and the model file it belongs to."""
 
     name: str
     rules: dict[str, Quantize]
     shapes: dict[str, Any] | None
+    model_sha256: str | None = None
 
     def rebuild(self, model: nn.Module, materialize: bool = False) -> None:
         """Resize, then quantize, the layers of a freshly built architecture."""
@@ -477,36 +558,54 @@ class Sidecar:
 
 
 def read_sidecar(path: Path) -> Sidecar:
-    """Read and check a sidecar file (``OUT.secateur.json``)."""
+    """Read and validate a sidecar file; errors name the file, the field and the bad value."""
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-    except Exception as exc:
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise ModelLoadError(f"{path.name}: damaged Secateur sidecar ({first_line(exc)})") from None
     return sidecar_from(data, path.name)
 
 
 def sidecar_from(data: Any, name: str) -> Sidecar:
-    """Check what a sidecar holds (a file's, or a compressed file's own metadata).
-    ``layers`` maps each quantized layer to its scheme, backend and granularity (or, as first
-    written, lists the layers that all take the one ``quantize`` rule); ``shapes`` is
-    ``core.shapes.shapes_of``'s record."""
+    """Validate what a sidecar holds (a file's, or a compressed file's own metadata)."""
+    if not isinstance(data, dict):
+        raise ModelLoadError(
+            f"{name}: damaged Secateur sidecar (expected a JSON object, got {type(data).__name__})"
+        )
     try:
-        if not isinstance(data, dict) or data.get("secateur_sidecar") != 1:
-            raise ValueError("not a Secateur sidecar (secateur_sidecar: 1)")
-        layers = data.get("layers") or {}
-        if isinstance(layers, dict):
-            rules = {str(name): Quantize.model_validate(q) for name, q in layers.items()}
-        elif isinstance(layers, list):
-            quant = Quantize.model_validate(data["quantize"])
-            rules = {str(name): quant for name in layers}
-        else:
-            raise ValueError(f"layers is a {type(layers).__name__}")
-        shapes = data.get("shapes")
-        if shapes is not None and not isinstance(shapes, dict):
-            raise ValueError(f"shapes is a {type(shapes).__name__}")
-    except Exception as exc:
+        file = SidecarFile.model_validate(data)
+        rules = {layer: Quantize(**fields.model_dump()) for layer, fields in file.layers.items()}
+    except ValidationError as exc:
+        raise ModelLoadError(
+            f"{name}: damaged Secateur sidecar ({format_validation_error(exc, root='')})"
+        ) from None
+    except ValueError as exc:
         raise ModelLoadError(f"{name}: damaged Secateur sidecar ({first_line(exc)})") from None
-    return Sidecar(name, rules, shapes)
+    return Sidecar(name, rules, file.shapes, file.model_sha256)
+
+
+def file_sha256(fh: IO[bytes]) -> str:
+    """The SHA-256 of an open file's content from its current position, in hex."""
+    digest = hashlib.sha256()
+    for block in iter(lambda: fh.read(1 << 20), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def _check_pair(path: Path, side: Path, sidecar: Sidecar) -> None:
+    """Refuse a sidecar that was written for another version of the model file (a save
+    interrupted between publishing the two, by a kill or a power loss)."""
+    if sidecar.model_sha256 is None:
+        return
+    with path.open("rb") as fh:
+        digest = file_sha256(fh)
+    if digest != sidecar.model_sha256:
+        raise ModelLoadError(
+            f"{side.name}: belongs to another version of {path.name} (model_sha256 "
+            f"{sidecar.model_sha256[:12]}... is not the file's {digest[:12]}...; a save was "
+            "interrupted): save the model again, or remove the sidecar if the file holds "
+            "plain float weights"
+        )
 
 
 def _restore_masks(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -528,9 +627,11 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], name: st
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     shapes = [
-        f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}"
+        f"{k} {_shape_text(state[k])} vs {tuple(own[k].shape)}"
         for k in own
-        if k in state and hasattr(own[k], "shape") and tuple(state[k].shape) != tuple(own[k].shape)
+        if k in state
+        and hasattr(own[k], "shape")
+        and tuple(getattr(state[k], "shape", ())) != tuple(own[k].shape)
     ]
     if missing or unexpected or shapes:
         parts = []
@@ -547,6 +648,12 @@ def load_state_strict(model: nn.Module, state: dict[str, torch.Tensor], name: st
         raise ArchRejectedError(
             f"{name}: does not fit the architecture ({first_line(exc)})"
         ) from None
+
+
+def _shape_text(value: Any) -> str:
+    """A value's shape for a mismatch message: its shape, or what it is instead."""
+    shape = getattr(value, "shape", None)
+    return str(tuple(shape)) if shape is not None else f"(a {type(value).__name__})"
 
 
 def _needs_assign(own: Mapping[str, Any]) -> bool:

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from core.atomic import TEMP_SUFFIX, remove_stale_temporaries, temp_prefix
 from core.errors import Cancelled, SaveError, UnsupportedError, first_line
 from core.metrics import flatten_outputs
 
@@ -381,6 +382,7 @@ def export_onnx(
         raise SaveError(f"{path}: the folder {folder} does not exist")
     if path.is_dir():
         raise SaveError(f"{path}: is a folder; give a file name to save to")
+    remove_stale_temporaries(folder)  # a killed export's folder, as for every other save
     program = export_program(model, args, kwargs, path)
     if stop():
         raise Cancelled()
@@ -388,7 +390,7 @@ def export_onnx(
     names = [str(v.name) for v in program.model.graph.inputs]
     notes: list[str] = []
     try:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder))
+        tmp = Path(tempfile.mkdtemp(prefix=temp_prefix(path), suffix=TEMP_SUFFIX, dir=folder))
     except PermissionError:
         raise SaveError(f"{path}: permission denied (cannot write in {folder})") from None
     except OSError as exc:

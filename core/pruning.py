@@ -15,7 +15,7 @@ from torch import nn
 from torch.nn.utils import prune
 
 from core.errors import RecipeError
-from core.inventory import PRUNABLE_TYPES, select
+from core.inventory import PRUNABLE_TYPES, quantization_of, select
 from core.methods import PRUNE_METHODS
 from core.recipe import PruneRule
 
@@ -41,6 +41,12 @@ def plan_pruning(model: nn.Module, rules: list[PruneRule], source: str) -> dict[
             raise RecipeError(f"{source}: prune[{index}].{field}: {value!r} matches {what}")
         modules = dict(model.named_modules())
         for name in names:
+            quantized = quantization_of(modules[name])
+            if quantized is not None:
+                raise RecipeError(
+                    f"{source}: prune[{index}]: {name} is already quantized ({quantized}); "
+                    "prune the float model, then quantize"
+                )
             _check_amount(modules[name], rule, f"{source}: prune[{index}]", name)
             plan[name] = LayerPrune(name, index, rule)
     return plan

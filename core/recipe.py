@@ -289,26 +289,29 @@ class Recipe(_Strict):
             raise RecipeError(f"{source}: {message}") from None
 
 
-def _loc(loc: tuple[Any, ...]) -> str:
+def _loc(loc: tuple[Any, ...], root: str) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
         elif part in PRUNE_METHODS or part in ("int", "float", "str", "function-after"):
             continue  # pydantic's union-branch labels are noise to the user
+        elif isinstance(part, str) and "[" in part:
+            continue  # a union branch named by its type, e.g. "dict[str,_RuleFields]"
         else:
             out += f".{part}" if out else str(part)
-    return out or "recipe"
+    return out or root
 
 
-def format_validation_error(exc: ValidationError) -> str:
-    """The first pydantic error as ``field: bad value ...`` in one line."""
+def format_validation_error(exc: ValidationError, root: str = "recipe") -> str:
+    """The first pydantic error as ``field: bad value ...`` in one line (``root`` names the
+    whole document when the error is about it; empty: the message alone)."""
     err = exc.errors(include_url=False)[0]
-    where = _loc(tuple(err["loc"]))
+    where = _loc(tuple(err["loc"]), root)
     kind = err["type"]
     if kind == "value_error":
         message = str(err["ctx"]["error"]) if "ctx" in err else err["msg"]
-        return f"{where}: {message}"
+        return f"{where}: {message}" if where else message
     if kind == "missing":
         return f"{where}: missing (required)"
     if kind == "extra_forbidden":

@@ -12,16 +12,16 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch import nn
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, folder_lock
 from core.data import Dataset, random_data
 from core.errors import Cancelled, SaveError, UnsupportedError, first_line
 from core.formats import SAVE_FORMATS, SaveFormat, Saving
-from core.loading import SIDECAR_SUFFIX, load_model, sidecar_path
+from core.loading import SIDECAR_SUFFIX, file_sha256, load_model, sidecar_path
 from core.metrics import call, flatten_outputs
 from core.onnx_runtime import verify_onnx
 
@@ -105,12 +105,52 @@ def save_model(
             "or an input shape (--input-shape)"
         )
     stop = should_stop or (lambda: False)
-    saving = Saving(model, path, args, kwargs, sidecar, export_int8, stop)
+    side = sidecar_path(path)
+    beside = sidecar if fmt in SIDECAR_FORMATS and sidecar else None
+
+    def publish_sidecar(fh: IO[bytes]) -> None:
+        """The sidecar names the digest of the model file it belongs to and is published
+        first, the model last: an interruption in between (a kill, a power loss) leaves a
+        sidecar the loader sees does not belong to the model beside it, never a mismatch."""
+        fh.flush()
+        fh.seek(0)
+        pair = {**(beside or {}), "model_sha256": file_sha256(fh)}
+        atomic_write_bytes(side, (json.dumps(pair, indent=2) + "\n").encode())
+
+    saving = Saving(
+        model,
+        path,
+        args,
+        kwargs,
+        sidecar,
+        export_int8,
+        stop,
+        publish_sidecar if beside is not None else None,
+    )
     check_format(saving, fmt)
     if stop():
         raise Cancelled()
+    # Another process saving into this folder waits: the file, its sidecar and the round
+    # trip are this save's alone (never one process's model beside another's sidecar).
+    with folder_lock(path.parent):
+        notes = _write(saving, entry, fmt)
+        if beside is None and side.exists() and side.name.endswith(SIDECAR_SUFFIX):
+            side.unlink()  # a stale sidecar would rebuild the wrong modules
+        if example is None:
+            round_trip = compare_tensors(model, path, fmt, arch, build)
+        else:
+            round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch, build, export_int8)
+        size = path.stat().st_size + sum(
+            p.stat().st_size for p in (path.with_name(path.name + ".data"),) if p.is_file()
+        )
+        return SaveOutcome(path, fmt, size, round_trip, side if beside else None, notes)
+
+
+def _write(saving: Saving, entry: SaveFormat, fmt: str) -> list[str]:
+    """The file, atomically, by its format; failures as one-line errors."""
+    path = saving.path
     try:
-        notes = entry.write(saving)
+        return entry.write(saving)
     except (SaveError, UnsupportedError, Cancelled):
         raise
     except OSError as exc:
@@ -122,21 +162,6 @@ def save_model(
             f"{path.name}: this model cannot be saved as {fmt} ({first_line(exc, 200)}); "
             "try --format state_dict"
         ) from None
-    written = None
-    side = sidecar_path(path)
-    if fmt in SIDECAR_FORMATS and sidecar:
-        atomic_write_bytes(side, (json.dumps(sidecar, indent=2) + "\n").encode())
-        written = side
-    elif side.exists() and side.name.endswith(SIDECAR_SUFFIX):
-        side.unlink()  # a stale sidecar would rebuild the wrong modules
-    if example is None:
-        round_trip = compare_tensors(model, path, fmt, arch, build)
-    else:
-        round_trip = verify_round_trip(model, path, fmt, args, kwargs, arch, build, export_int8)
-    size = path.stat().st_size + sum(
-        p.stat().st_size for p in (path.with_name(path.name + ".data"),) if p.is_file()
-    )
-    return SaveOutcome(path, fmt, size, round_trip, written, notes)
 
 
 def _same_file(a: Path, b: Path) -> bool:

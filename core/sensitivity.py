@@ -21,21 +21,22 @@ import os
 from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from torch import nn
 
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, remove_stale_temporaries
 from core.data import Dataset
-from core.errors import Cancelled, RecipeError
+from core.errors import Cancelled, RecipeError, first_line
 from core.fidelity import fidelity
-from core.inventory import PRUNABLE_TYPES, select
+from core.inventory import PRUNABLE_TYPES, quantization_of, select
 from core.methods import PRUNE_METHODS
 from core.metrics import accuracy, run_outputs
 from core.pruning import prune_layer
 from core.quantization import apply_to_layer, cannot_quantize
-from core.recipe import PruneRule, Quantize, Recipe
+from core.recipe import PruneRule, Quantize, Recipe, format_validation_error
 from core.removal import EXAMPLE_SAMPLES
 from core.schemes import CANDIDATES
 from core.structural import plan_removal, remove_channels
@@ -111,6 +112,12 @@ def validate_settings(model: nn.Module, s: SweepSettings) -> list[str]:
     names, misses = select(model, s.layers, s.types, predicate=PRUNABLE_TYPES)
     for field_name, value in misses:
         raise RecipeError(f"--{field_name}: {value!r} matches no prunable layer")
+    for name in names:
+        quantized = quantization_of(model.get_submodule(name))
+        if quantized is not None:
+            raise RecipeError(
+                f"--layers: {name} is already quantized ({quantized}); sweep the float model"
+            )
     return names
 
 
@@ -140,6 +147,105 @@ def cache_dir() -> Path:
         return Path(root)
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "secateur" / "sensitivity"
+
+
+# ----------------------------------------------------------------------- the cache
+class _Entry(BaseModel):
+    """Sensitivity JSON version 1, as the cache holds it (unknown keys are kept)."""
+
+    model_config = ConfigDict(extra="allow", allow_inf_nan=False, strict=True)
+
+
+class _Point(_Entry):
+    amount: float
+    metric: float
+
+
+class _Quantized(_Entry):
+    scheme: str
+    metric: float | None = None
+    skipped: str | None = None
+
+
+class _Alone(_Entry):
+    metric: float | None = None
+    skipped: str | None = None
+
+
+class _Curve(_Entry):
+    name: str
+    type: str
+    parameters: int = Field(ge=0)
+    points: list[_Point] = Field(default_factory=list)
+    quantized: _Quantized | None = None
+    candidates: dict[str, _Alone] | None = None  # the plan's quantize-alone trials
+    skipped: str | None = None  # why the layer's channels cannot be removed
+
+
+class SensitivityFile(_Entry):
+    """The schema of a sensitivity result (and of a cache entry)."""
+
+    sensitivity_version: Literal[1]
+    metric: Literal["accuracy", "cosine_similarity"]
+    baseline: float
+    method: str
+    settings: dict[str, Any] = Field(default_factory=dict)
+    data: dict[str, Any] = Field(default_factory=dict)
+    layers: list[_Curve] = Field(min_length=1)
+
+
+def read_cache(
+    path: Path, model: nn.Module, names: Sequence[str], settings: SweepSettings
+) -> tuple[dict[str, Any] | None, str | None]:
+    """A cache entry checked against the schema and against the sweep it stands for.
+
+    Returns (result, None) for a good entry, (None, None) when there is none, and
+    (None, reason) for an entry that must be ignored: anyone, or any crash, can leave a
+    damaged file in a cache folder, so a cache is validated like every other input.
+    """
+    where = f"sensitivity cache {path}"
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None, None
+    except (OSError, UnicodeDecodeError) as exc:
+        return None, f"{where}: cannot be read ({first_line(exc, 120)})"
+    try:
+        raw = json.loads(text)
+    except (ValueError, RecursionError) as exc:
+        return None, f"{where}: is not JSON ({first_line(exc, 120)})"
+    if not isinstance(raw, dict):
+        return None, f"{where}: expected a JSON object, got {type(raw).__name__}"
+    try:
+        entry = SensitivityFile.model_validate(raw)
+    except ValidationError as exc:
+        return None, f"{where}: {format_validation_error(exc)}"
+    modules = dict(model.named_modules())
+    amounts = [float(a) for a in settings.amounts]
+    if [row.name for row in entry.layers] != list(names):
+        return None, f"{where}: its layers are not the ones swept"
+    if entry.method != settings.method:
+        return None, f"{where}: method {entry.method!r} is not {settings.method!r}"
+    for i, row in enumerate(entry.layers):
+        if [p.amount for p in row.points] != amounts:
+            return None, f"{where}: layers[{i}].points: amounts are not {amounts}"
+        module = modules[row.name]
+        if row.type != type(module).__name__:
+            return None, f"{where}: layers[{i}].type: {row.type!r} is not {type(module).__name__}"
+        weight = getattr(module, "weight", None)
+        size = weight.numel() if isinstance(weight, torch.Tensor) else row.parameters
+        if row.parameters != size:
+            return None, f"{where}: layers[{i}].parameters: {row.parameters} is not {size}"
+        scheme = row.quantized.scheme if row.quantized is not None else None
+        if scheme != settings.quantize:
+            return None, f"{where}: layers[{i}].quantized: {scheme!r} is not {settings.quantize!r}"
+        tried = list(row.candidates or {})
+        if tried != list(settings.candidates):
+            return (
+                None,
+                f"{where}: layers[{i}].candidates: {tried} is not {list(settings.candidates)}",
+            )
+    return raw, None
 
 
 METRICS = ("auto", "accuracy", "cosine_similarity")
@@ -172,22 +278,24 @@ def sweep(
     eval_data = data.subset(settings.subset) if settings.subset else data
     key = fingerprint(model, eval_data, settings) if use_cache else None
     path = cache_dir() / f"{key}.json" if key else None
-    if path is not None and path.is_file():
-        try:
-            cached = json.loads(path.read_text())
-            if cached.get("sensitivity_version") == SENSITIVITY_VERSION:
-                for i, row in enumerate(cached["layers"], 1):
-                    yield SweepEvent(
-                        i,
-                        len(cached["layers"]),
-                        f"{row['name']} (cached)",
-                        row,
-                        cached["baseline"],
-                        cached["metric"],
-                    )
-                return SweepResult(cached, cached=True, cache_path=path)
-        except (OSError, ValueError, KeyError):
-            pass  # a damaged cache entry is recomputed
+    notes: list[str] = []
+    if path is not None:
+        remove_stale_temporaries(path.parent)  # left by a sweep killed while caching
+        cached, problem = read_cache(path, model, names, settings)
+        if cached is not None:
+            for i, row in enumerate(cached["layers"], 1):
+                yield SweepEvent(
+                    i,
+                    len(cached["layers"]),
+                    f"{row['name']} (cached)",
+                    row,
+                    cached["baseline"],
+                    cached["metric"],
+                )
+            return SweepResult(cached, cached=True, cache_path=path)
+        if problem is not None:
+            notes.append(f"{problem}; it was ignored and the sweep recomputed")
+            yield SweepEvent(0, 0, notes[-1])
     work = copy.deepcopy(model).eval()
     modules = dict(work.named_modules())
     reference = run_outputs(model, eval_data)
@@ -275,7 +383,7 @@ def sweep(
             atomic_write_bytes(path, json.dumps(result).encode())
         except Exception:
             path = None  # caching is a convenience; a read-only home must not fail the sweep
-    return SweepResult(result, cached=False, cache_path=path)
+    return SweepResult(result, cached=False, cache_path=path, notes=notes)
 
 
 def _removed_alone(

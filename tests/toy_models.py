@@ -96,3 +96,28 @@ def identical(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
     return a.keys() == b.keys() and all(
         a[k].dtype == b[k].dtype and torch.equal(a[k], b[k]) for k in a
     )
+
+
+STACK_WIDTH = 1024
+STACK_DEPTH = 16
+
+
+class Stack(nn.Module):
+    """16 Linear(1024, 1024) layers, 64 MB of float32: big enough that pruning, quantizing,
+    fine-tuning and saving each take a visible while (the process-fault tests kill inside
+    each of them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        for _ in range(STACK_DEPTH):
+            layers += [nn.Linear(STACK_WIDTH, STACK_WIDTH), nn.ReLU()]
+        self.layers = nn.Sequential(*layers[:-1])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)
+
+
+def stack() -> Stack:
+    torch.manual_seed(0)
+    return Stack().eval()
