@@ -267,6 +267,9 @@ class Recipe(_Strict):
             if rule.permanent:
                 dumped.pop("permanent", None)
         rules = data.pop("quantize", [])
+        for rule, dumped in zip(self.quantize, rules):
+            if rule.types is None:  # null means any layer with weights; absent means Linear
+                dumped["types"] = None
         if rules:
             data["quantize"] = rules[0] if len(rules) == 1 else rules
         return data

@@ -49,6 +49,16 @@ def test_round_trip_is_identical(tmp_path, suffix) -> None:
     assert (tmp_path / f"r2{suffix}").read_text() == path.read_text()
 
 
+@pytest.mark.parametrize("suffix", [".yaml", ".json"])
+def test_quantize_types_null_survives_a_round_trip(tmp_path, suffix) -> None:
+    # null means every layer with weights; dropping it would reload as the default [Linear]
+    recipe = parse_recipe("version: 1\nquantize: {scheme: bf16, types: null}", "r.yaml")
+    assert recipe.quantize[0].types is None
+    path = tmp_path / f"r{suffix}"
+    dump_recipe(recipe, path)
+    assert load_recipe(path).quantize[0].types is None
+
+
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
