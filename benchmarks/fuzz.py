@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -213,7 +214,9 @@ def _left(files: dict[str, int]) -> str:
 def _next(row: dict[str, Any]) -> str:
     if row["next_code"] != 0:
         return f"**exit {row['next_code']}**"
-    removed = "removed the stale temporary, one note line; " if row["next_notes"] else ""
+    count = sum(int(m[1]) for n in row["next_notes"] if (m := re.search(r"removed (\d+) stale", n)))
+    removed = f"removed {count} stale temporar{'y' if count == 1 else 'ies'} (one note line); "
+    removed = removed if count else ""
     made = [n for n in row["next_left"] if not n.startswith("cache/")] or ["its output"]
     wrote = ", ".join(made)
     return f"exit 0 in {row['next_seconds']:.1f} s: {removed}wrote {wrote}; no temporary left"
@@ -277,7 +280,9 @@ def section(fuzz: dict[str, Any] | None, kills: dict[str, Any] | None) -> str:
             'run in `make test`. "ok" counts the runs in which the stopped process was '
             "confirmed inside the phase, the input stayed byte-identical, no partial output "
             "(or the older output, untouched) was left, and the next run succeeded, said in "
-            "one line that it removed each stale temporary, and left none.",
+            "one line that it removed each stale temporary, and left none. A save draws no "
+            'progress ("done" is the compression\'s last line); its trigger is its '
+            "temporary appearing beside the output.",
             "",
             "| phase | killed at (last printed) | left on disk | the next run | ok |",
             "|---|---|---|---|---|",
@@ -296,7 +301,19 @@ def section(fuzz: dict[str, Any] | None, kills: dict[str, Any] | None) -> str:
                 at = f"(held by tests/pause_hook at `{row['held_at']}`)"
             mark = "*" if row["test"] else ""
             out.append(f"| {name}{mark} | {at} | {_left(row['left'])} | {_next(row)} | {ok} |")
-        out += ["", "### Two processes saving to one path", ""]
+        out += [
+            "",
+            "A quantized model's sidecar (with the model's SHA-256) is published before the "
+            "model: a kill between the two leaves the older `out.pt` beside the new sidecar, "
+            "and loading that pair is refused with the reason (the digests differ) instead of "
+            "rebuilding the wrong modules.",
+            "",
+            "### Two processes saving to one path",
+            "",
+            "Both wait for each other where their saves start (tests/pause_hook's barrier), "
+            "then save at once: one quantizing (a model and its sidecar), one only pruning.",
+            "",
+        ]
         for race in kills["races"]:
             trips = "; ".join(race["round_trips"])
             ok = "ok" if not race["problems"] else f"**{race['problems']}**"

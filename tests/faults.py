@@ -33,6 +33,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import compat
 from core.loading import load_model
 
 TESTS = Path(__file__).resolve().parent
@@ -538,6 +539,7 @@ def race(inputs: Inputs, folder: Path) -> RaceResult:
     winner = None
     consistent = False
     try:
+        compat.torchao()  # torch.load of torchao's int8 tensors needs them registered
         state = torch.load(out, weights_only=True, map_location="cpu")
         quantized = any(type(v).__name__ == "Int8Tensor" for v in state.values())
         winner = "quantized" if quantized else "pruned"
