@@ -11,7 +11,8 @@ kind and every failing case (its id, reason and stderr); each failing case's fil
 ``OUT/<case id>/`` to reproduce it. The kills (``tests/faults.py``) run every phase of
 ``PHASES`` and ``VARIANTS`` ``--repeat`` times, and two processes saving to one path
 ``--repeat`` times, into ``OUT/kills.json``. ``--doc`` replaces (or appends) the "Faults and
-hostile files" section of docs/benchmarks.md, between its markers; the rest is kept.
+hostile files" section of docs/benchmarks.md, between its markers (the rest is kept), from
+this run and, for what it did not run, OUT's JSON of the last one.
 Exit code 1 when a case or a kill failed.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 import time
@@ -212,7 +214,9 @@ def _left(files: dict[str, int]) -> str:
 def _next(row: dict[str, Any]) -> str:
     if row["next_code"] != 0:
         return f"**exit {row['next_code']}**"
-    removed = "removed the stale temporary, one note line; " if row["next_notes"] else ""
+    count = sum(int(m[1]) for n in row["next_notes"] if (m := re.search(r"removed (\d+) stale", n)))
+    removed = f"removed {count} stale temporar{'y' if count == 1 else 'ies'} (one note line); "
+    removed = removed if count else ""
     made = [n for n in row["next_left"] if not n.startswith("cache/")] or ["its output"]
     wrote = ", ".join(made)
     return f"exit 0 in {row['next_seconds']:.1f} s: {removed}wrote {wrote}; no temporary left"
@@ -273,20 +277,43 @@ def section(fuzz: dict[str, Any] | None, kills: dict[str, Any] | None) -> str:
             "A real `python -m gui.launcher` process (64 MB model: 16 Linear 1024x1024), "
             "stopped on a trigger seen in its progress output or its files, checked to be "
             "inside the phase, then SIGKILLed; then the same command again. Rows marked * "
-            "run in `make test`. In every row the input stayed byte-identical and no partial "
-            "output was left.",
+            'run in `make test`. "ok" counts the runs in which the stopped process was '
+            "confirmed inside the phase, the input stayed byte-identical, no partial output "
+            "(or the older output, untouched) was left, and the next run succeeded, said in "
+            "one line that it removed each stale temporary, and left none. A save draws no "
+            'progress ("done" is the compression\'s last line); its trigger is its '
+            "temporary appearing beside the output.",
             "",
             "| phase | killed at (last printed) | left on disk | the next run | ok |",
             "|---|---|---|---|---|",
         ]
+        phases: dict[str, list[dict[str, Any]]] = {}
         for row in kills["kills"]:
-            ok = "yes" if row["inside"] and not row["problems"] else f"**no**: {row['problems']}"
+            phases.setdefault(row["phase"], []).append(row)
+        for name, rows in phases.items():
+            row = rows[0]
+            failed = [r for r in rows if not r["inside"] or r["problems"]]
+            ok = f"{len(rows) - len(failed)}/{len(rows)}"
+            if failed:
+                ok += f" **{failed[0]['problems'] or ['not inside the phase']}**"
+            at = row["killed_at"][:70]
+            if row.get("held_at"):
+                at = f"(held by tests/pause_hook at `{row['held_at']}`)"
             mark = "*" if row["test"] else ""
-            at = row["killed_at"].split(" /")[0][:70]
-            out.append(
-                f"| {row['phase']}{mark} | {at} | {_left(row['left'])} | {_next(row)} | {ok} |"
-            )
-        out += ["", "### Two processes saving to one path", ""]
+            out.append(f"| {name}{mark} | {at} | {_left(row['left'])} | {_next(row)} | {ok} |")
+        out += [
+            "",
+            "A quantized model's sidecar (with the model's SHA-256) is published before the "
+            "model: a kill between the two leaves the older `out.pt` beside the new sidecar, "
+            "and loading that pair is refused with the reason (the digests differ) instead of "
+            "rebuilding the wrong modules.",
+            "",
+            "### Two processes saving to one path",
+            "",
+            "Both wait for each other where their saves start (tests/pause_hook's barrier), "
+            "then save at once: one quantizing (a model and its sidecar), one only pruning.",
+            "",
+        ]
         for race in kills["races"]:
             trips = "; ".join(race["round_trips"])
             ok = "ok" if not race["problems"] else f"**{race['problems']}**"
@@ -328,14 +355,14 @@ def main() -> int:
     if not args.cases and not args.kills and not args.render:
         parser.error("give --cases N and/or --kills (or --render)")
     args.out.mkdir(parents=True, exist_ok=True)
-    if args.render:
+    fuzz = run_fuzz(args) if args.cases and not args.render else None
+    kills = run_kills(args) if args.kills and not args.render else None
+    if args.doc or args.render:  # what this run did not measure comes from OUT's last run
         saved = [args.out / "fuzz.json", args.out / "kills.json"]
-        fuzz, kills = (json.loads(p.read_text()) if p.exists() else None for p in saved)
-        args.doc = True
-    else:
-        fuzz = run_fuzz(args) if args.cases else None
-        kills = run_kills(args) if args.kills else None
-    if args.doc:
+        fuzz, kills = (
+            measured or (json.loads(path.read_text()) if path.exists() else None)
+            for measured, path in zip((fuzz, kills), saved)
+        )
         write_doc(section(fuzz, kills))
         print(f"[fuzz] wrote the section of {DOC}", file=sys.stderr)
     failed = bool(fuzz and fuzz["failures"]) or bool(

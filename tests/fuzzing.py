@@ -1163,9 +1163,12 @@ def run_cases(
     time_limit: float = TIME_LIMIT_S,
     keep: bool = False,
     on_result: Callable[[Result], None] | None = None,
+    worker: Worker | None = None,
 ) -> list[Result]:
-    """Run every case in one worker (restarted after a hang or a crash)."""
-    worker = Worker(folder / "worker", time_limit)
+    """Run every case in one worker (restarted after a hang or a crash); ``worker`` is
+    used, and left running, when given."""
+    own = worker is None
+    worker = worker or Worker(folder / "worker", time_limit)
     results = []
     try:
         for case in cases:
@@ -1183,7 +1186,8 @@ def run_cases(
             if not keep and failure is None:
                 shutil.rmtree(case_dir, ignore_errors=True)
     finally:
-        worker.close()
+        if own:
+            worker.close()
     return results
 
 

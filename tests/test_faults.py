@@ -461,3 +461,30 @@ def test_compress_of_torchscript_says_why(tmp_path, capsys) -> None:
     argv = ["compress", str(path), "--recipe", str(recipe), "--input-shape", "4x16"]
     line = _one_error([*argv, "--output", str(tmp_path / "o.pt")], capsys)
     assert "model.ts: a TorchScript model can be inspected but not pruned or quantized" in line
+
+
+def test_a_note_during_a_progress_bar_gets_its_own_line(monkeypatch) -> None:
+    import io
+
+    from core import cli
+    from core.engine import Progress
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    term = Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    monkeypatch.setenv("TERM", "xterm")
+    bar = cli.ProgressBar(term)
+    bar.update(Progress("sweep", 1, 4, "fc1: l1_unstructured 0.5 -> 0.97"))
+    cli._say_removed([Path("/x/.o.pt.secateur-0-1-2.abcdefgh.tmp")])
+    bar.update(Progress("sweep", 2, 4, "fc1 done"))
+    bar.close()
+    chunks = term.getvalue().replace("\n", "\r").split("\r")
+    assert (
+        "secateur: note: removed 1 stale temporary file in /x left by an interrupted "
+        "write (a killed process or a power loss): .o.pt.secateur-0-1-2.abcdefgh.tmp" in chunks
+    )
+    assert any(c.startswith("[") and c.endswith("fc1 done") for c in chunks)  # drawn again
+    assert cli.ProgressBar.drawn is None

@@ -5,6 +5,7 @@ memory bound. ``benchmarks/fuzz.py`` runs any number of cases with any seed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import fuzzing
@@ -29,12 +30,20 @@ def seeds(tmp_path_factory: pytest.TempPathFactory) -> fuzzing.Seeds:
     return fuzzing.build_seeds(tmp_path_factory.mktemp("fuzz"))
 
 
+@pytest.fixture(scope="module")
+def worker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[fuzzing.Worker]:
+    """One worker process for the control and the fuzz run (it starts in seconds)."""
+    worker = fuzzing.Worker(tmp_path_factory.mktemp("worker"))
+    yield worker
+    worker.close()
+
+
 def _error_lines(result: fuzzing.Result) -> list[str]:
     return [line for line in result.stderr.splitlines() if line.strip()]
 
 
 @pytest.mark.slow
-def test_valid_files_pass(seeds, tmp_path) -> None:
+def test_valid_files_pass(seeds, worker, tmp_path) -> None:
     """The fuzzer's control: every kind's valid file, through each of its commands, ends as
     a user expects (so what fails in the fuzz run is the mutation's doing)."""
     cases = [
@@ -43,7 +52,7 @@ def test_valid_files_pass(seeds, tmp_path) -> None:
             (kind, command) for kind in fuzzing.KINDS for command in kind.commands
         )
     ]
-    results = fuzzing.run_cases(cases, seeds, tmp_path)
+    results = fuzzing.run_cases(cases, seeds, tmp_path, worker=worker)
     for result in results:
         key = (result.case.kind, result.case.command)
         code, expected = CONTROLS.get(key, (0, None))
@@ -56,9 +65,9 @@ def test_valid_files_pass(seeds, tmp_path) -> None:
 
 
 @pytest.mark.slow
-def test_fuzz_fixed_seed(seeds, tmp_path) -> None:
+def test_fuzz_fixed_seed(seeds, worker, tmp_path) -> None:
     cases = fuzzing.make_cases(SEED, CASES)
-    results = fuzzing.run_cases(cases, seeds, tmp_path)
+    results = fuzzing.run_cases(cases, seeds, tmp_path, worker=worker)
     table = fuzzing.summary(results)
     assert set(table) == {kind.name for kind in fuzzing.KINDS}
     assert all(row["cases"] >= CASES // len(fuzzing.KINDS) for row in table.values()), table

@@ -30,6 +30,7 @@ def test_kill_9_inside_a_phase(inputs, tmp_path, phase) -> None:
         assert result.left == {}, result.left  # nothing written before the save
     # the next run removed the stale temporary, said so in one line, and left none
     assert len(result.next_notes) == len(stale)
+    assert all(note.startswith("secateur: note: removed 1 stale") for note in result.next_notes)
     assert not any(name.endswith(".tmp") for name in result.next_left)
     assert all(name not in result.next_left for name in stale)
 
