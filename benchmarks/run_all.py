@@ -21,6 +21,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks`` importable
 import argparse
 import importlib
 import json
+import re
 import sys
 import time
 import traceback
@@ -153,8 +154,21 @@ def write(figures: list[Figure], meta: dict[str, Any], tiny: bool, path: Path) -
     parts += [f.markdown() for f in figures]
     if FINDINGS.exists() and not tiny:
         parts.append(FINDINGS.read_text().strip() + "\n")
+    kept = _kept_sections(path)
+    if kept and not tiny:
+        parts.append(kept)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
+
+
+def _kept_sections(path: Path) -> str:
+    """Sections other scripts render into the document between ``<!-- NAME:begin`` and
+    ``<!-- NAME:end -->`` (benchmarks/fuzz.py's faults section): kept as they are."""
+    if not path.exists():
+        return ""
+    text = path.read_text()
+    kept = re.finditer(r"<!-- (\w+):begin.*?<!-- \1:end -->", text, flags=re.S)
+    return "\n".join(k.group(0) + "\n" for k in kept)
 
 
 def main() -> int:

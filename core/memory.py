@@ -44,18 +44,18 @@ def _sizes(model: nn.Module) -> tuple[int, int]:
     """(bytes of every parameter and buffer, counted once; bytes of the largest weight),
     in one pass over the modules' own dicts: ``state_dict()`` and module attribute lookups
     cost ~0.2 s on 10k modules, which the window pays on its own thread before each run."""
-    seen: set[int] = set()
+    seen: dict[int, torch.Tensor] = {}  # holding each tensor keeps its id from being reused
     total = largest = 0
     for module in model.modules():
-        for value in (*module._parameters.values(), *module._buffers.values()):
-            if isinstance(value, torch.Tensor) and id(value) not in seen:
-                seen.add(id(value))
+        # items(), not get(): a TorchScript module's dicts are wrappers without get()
+        for key, value in (*module._parameters.items(), *module._buffers.items()):
+            if not isinstance(value, torch.Tensor):
+                continue
+            if id(value) not in seen:
+                seen[id(value)] = value
                 total += value.numel() * value.element_size()
-        weight = module._parameters.get("weight")
-        if weight is None:
-            weight = module._buffers.get("weight")
-        if isinstance(weight, torch.Tensor):
-            largest = max(largest, weight.numel() * weight.element_size())
+            if key == "weight":
+                largest = max(largest, value.numel() * value.element_size())
     return total, largest
 
 

@@ -17,7 +17,7 @@ resident memory of each case is measured (``MEMORY_BOUND``). A case passes when 
 exit 0, or in exit 2 with exactly one line on stderr; when it leaves no partial output and no
 temporary file; and when the input file is byte-identical afterwards.
 
-Adding a kind (ONNX, the compressed format): one ``FileKind`` entry in ``KINDS``.
+Adding a kind: one ``FileKind`` entry in ``KINDS``.
 """
 
 from __future__ import annotations
@@ -316,6 +316,51 @@ def yaml_structure(data: bytes, rng: random.Random, donors: Sequence[bytes]) -> 
     return yaml.safe_dump(mutate_document(yaml.safe_load(data), rng)).encode()
 
 
+def compressed_header(data: bytes, rng: random.Random, donors: Sequence[bytes]) -> bytes:
+    """A structural change to the JSON header of a compressed (.secz) file, with the trailer
+    rewritten to match, so the reader gets past the trailer and has to judge the header
+    (wrong offsets, dtypes, shapes, kinds, missing tensors, huge sizes)."""
+    offset, length = struct.unpack("<QQ", data[-24:-8])
+    header = json.loads(data[offset : offset + length])
+    body = json.dumps(mutate_document(header, rng)).encode()
+    return data[:offset] + body + struct.pack("<QQ", offset, len(body)) + data[-8:]
+
+
+def onnx_structure(data: bytes, rng: random.Random, donors: Sequence[bytes]) -> bytes:
+    """A structural change to an ONNX graph that still parses as protobuf: an initializer
+    removed, truncated or given another shape, a node removed or renamed to an unknown op,
+    an input's shape changed, an impossible opset."""
+    import onnx
+
+    model = onnx.load_from_string(data)
+    graph = model.graph
+    op = rng.choice(
+        ["drop_init", "cut_init", "reshape_init", "drop_node", "op_type", "input", "opset"]
+    )
+    inits = list(graph.initializer)
+    if op in ("drop_init", "cut_init", "reshape_init") and inits:
+        init = rng.choice(inits)
+        if op == "drop_init":
+            graph.initializer.remove(init)
+        elif op == "cut_init":
+            init.raw_data = init.raw_data[: len(init.raw_data) // 2]
+        else:
+            init.dims[0] = rng.choice([0, 1, init.dims[0] * 3, 2**40])
+    elif op in ("drop_node", "op_type") and graph.node:
+        node = rng.choice(list(graph.node))
+        if op == "drop_node":
+            graph.node.remove(node)
+        else:
+            node.op_type = rng.choice(["NoSuchOp", "Conv", ""])
+    elif op == "input" and graph.input:
+        dims = graph.input[0].type.tensor_type.shape.dim
+        if dims:
+            dims[-1].dim_value = rng.choice([0, 1, 7, 2**40])
+    else:
+        model.opset_import[0].version = rng.choice([0, 1, 999])
+    return model.SerializeToString()
+
+
 # -------------------------------------------------------------------- tensors
 def _torch_load(data: bytes) -> Any:
     import torch
@@ -530,6 +575,7 @@ class Base:
     train: Path
     recipe: Path  # prunes and quantizes
     quantize_recipe: Path  # quantizes only
+    prune_recipe: Path  # prunes only (what ONNX can hold)
     quantized: Path  # a quantized state dict with its sidecar
     cache: Path  # a sensitivity cache entry for (model, data, SWEEP_FLAGS)
     report: Path
@@ -578,6 +624,21 @@ def _toy_seed(fmt: str) -> Callable[[Base], bytes]:
             else:
                 torch.save(model, buf)
         return buf.getvalue()
+
+    return build
+
+
+def _saved_seed(fmt: str, suffix: str, recipe: str) -> Callable[[Base], bytes]:
+    """A file Secateur itself saves in ``fmt`` from the base model (with ``recipe``)."""
+
+    def build(base: Base) -> bytes:
+        out = base.folder / f"seed-{fmt}{suffix}"
+        argv = ["compress", str(base.model), "--arch", TOY, "--data", str(base.data)]
+        argv += ["--recipe", str(getattr(base, recipe)), "--skip-metrics"]
+        code, err = _quiet_main([*argv, "--format", fmt, "--output", str(out)], {})
+        if code != 0:
+            raise RuntimeError(f"building the fuzzer's {fmt} seed failed: {err}")
+        return out.read_bytes()
 
     return build
 
@@ -666,6 +727,23 @@ KINDS: tuple[FileKind, ...] = (
         _toy_seed("pickle"),
         ("inspect", "compress"),
         {"pickle_huge_number": pickle_huge_number, **ZIP_MUTATIONS},
+    ),
+    FileKind(
+        "compressed",
+        "model",
+        "model.secz",
+        _saved_seed("compressed", ".secz", "recipe"),  # sparse and int8: bitmask and dense
+        ("inspect", "compress", "sensitivity"),
+        {"compressed_header": compressed_header},
+        uses={"recipe": "quantize_recipe"},  # its layers are quantized already
+    ),
+    FileKind(
+        "onnx",
+        "model",
+        "model.onnx",
+        _saved_seed("onnx", ".onnx", "prune_recipe"),
+        ("inspect", "compress"),  # compress refuses an ONNX input in one line
+        {"onnx_structure": onnx_structure},
     ),
     FileKind(
         "data_npz",
@@ -761,6 +839,8 @@ def build_base(folder: Path) -> Base:
     )
     quantize = folder / "quantize.yaml"
     quantize.write_text("version: 1\nquantize: {scheme: int8_dynamic}\n")
+    prune = folder / "prune.yaml"
+    prune.write_text("version: 1\nprune: [{types: [Linear], amount: 0.5}]\n")
     quantized, report = folder / "q.pt", folder / "report.json"
     common = ["--arch", TOY, "--data", str(data), "--skip-metrics"]
     env = {"SECATEUR_CACHE_DIR": str(folder / "cache")}
@@ -771,7 +851,7 @@ def build_base(folder: Path) -> Base:
         if code != 0:
             raise RuntimeError(f"building the fuzzer's base files failed: {err}")
     (cache,) = (folder / "cache").glob("*.json")
-    return Base(folder, model, data, train, recipe, quantize, quantized, cache, report)
+    return Base(folder, model, data, train, recipe, quantize, prune, quantized, cache, report)
 
 
 @dataclass

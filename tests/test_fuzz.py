@@ -18,10 +18,10 @@ CASES = 200
 CONTROLS = {
     ("pickle", "inspect"): (2, "full.pt: is a full pickled model"),
     ("pickle", "compress"): (2, "full.pt: is a full pickled model"),
-    # refused in one line, but by the plan's wording, not "a TorchScript model can be
-    # inspected but not pruned": see test_faults.py::test_compress_of_torchscript_says_why
-    ("torchscript", "compress"): (2, None),
+    ("torchscript", "compress"): (2, "model.ts: a TorchScript model can be inspected but not"),
     ("sidecar", "sensitivity"): (2, "--layers: fc1 is already quantized"),
+    ("compressed", "sensitivity"): (2, "--layers: fc1 is already quantized"),
+    ("onnx", "compress"): (2, "model.onnx: is an ONNX graph"),
 }
 
 
