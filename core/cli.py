@@ -136,8 +136,14 @@ def _cluster(args: argparse.Namespace) -> Iterator[RayEvaluator | None]:
 
 
 def _cluster_line(evaluator: RayEvaluator | None) -> None:
-    if evaluator is not None:
-        print(f"evaluated on {evaluator.status.text()}")
+    """Where the evaluations ran (nothing ran there when the cache had them)."""
+    if evaluator is None:
+        return
+    status = evaluator.status
+    if status.tasks:
+        print(f"evaluated on {status.text()}")
+    else:
+        print(f"{status.text()}: nothing to evaluate there (cached)")
 
 
 # ---------------------------------------------------------------------------- inspect

@@ -184,6 +184,9 @@ def test_a_killed_worker_is_retried_and_the_sweep_completes(ray_local, tmp_path)
 def test_cancel_cancels_the_outstanding_tasks(ray_local) -> None:
     model, data = Slow(depth=8).eval(), _data(4)
     evaluator = RayEvaluator("local")
+    # both workers up first (one may be starting after the killed-worker test): a task
+    # cancelled while its worker still imports torch ends only once the import is done
+    _sweep(Slow(depth=2).eval(), data, SweepSettings(amounts=(0.5,)), evaluator)
     rows: list[tuple[float, dict]] = []
 
     def stop() -> bool:
