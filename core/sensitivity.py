@@ -13,11 +13,13 @@ points so a target sparsity is met exactly.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
 import json
 import os
+import zlib
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -219,16 +221,7 @@ class LocalEvaluator:
     ) -> Iterator[Trial | LayerDone]:
         work = copy.deepcopy(job.model).eval()
         for name in names:
-            trials: list[Trial] = []
-            gen = evaluate_layer(job, work, name, should_stop)
-            while True:
-                try:
-                    trial = next(gen)
-                except StopIteration as done:
-                    row = done.value
-                    break
-                trials.append(trial)
-                yield trial
+            row = yield from evaluate_layer(job, work, name, should_stop)
             if "failed" in row:  # the copy may be left half-changed: start from a fresh one
                 work = copy.deepcopy(job.model).eval()
             yield LayerDone(name, row)
@@ -354,28 +347,14 @@ def _layer_trials(
     settings, data, reference = job.settings, job.data, job.reference
     want = settings.metric
     module = work.get_submodule(name)
-    removes = PRUNE_METHODS[settings.method].removes
     done = 0
     points = []
     skipped = None
     for amount in settings.amounts:
         if should_stop():
             raise Cancelled()
-        if removes:
-            outputs, skipped = _removed_alone(job.model, name, float(amount), data)
-            _, value = measure_metric(outputs, data, reference, want)
-        else:
-            saved = module.weight.detach().clone()
-            rule = PruneRule(
-                method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
-            )
-            prune_layer(module, rule, hold=False)
-            try:
-                outputs = run_outputs(work, data)
-                _, value = measure_metric(outputs, data, reference, want)
-            finally:
-                with torch.no_grad():
-                    module.weight.copy_(saved)
+        with _seeded(name, float(amount)):
+            value, skipped = _pruned_alone(job, work, module, name, float(amount))
         points.append({"amount": float(amount), "metric": value})
         done += 1
         yield Trial(name, done, f"{name}: {settings.method} {amount} -> {value:.4f}")
@@ -408,6 +387,37 @@ def _layer_trials(
             done += 1
             yield Trial(name, done, f"{name}: {candidate} alone")
     return row
+
+
+@contextlib.contextmanager
+def _seeded(name: str, amount: float) -> Iterator[None]:
+    """torch's random generator seeded from the trial alone, and put back afterwards: a
+    random method prunes the same weights whichever process runs the trial, in whatever
+    order (a local sweep and a cluster's workers agree), and the caller's stream of random
+    numbers is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(f"{name}:{amount!r}".encode()))
+        yield
+
+
+def _pruned_alone(
+    job: SweepJob, work: nn.Module, module: nn.Module, name: str, amount: float
+) -> tuple[float, str | None]:
+    """The metric with ``amount`` of layer ``name`` pruned (``work`` put back after), and
+    why its channels cannot be removed when the method removes them."""
+    settings, data, reference = job.settings, job.data, job.reference
+    if PRUNE_METHODS[settings.method].removes:
+        outputs, skipped = _removed_alone(job.model, name, amount, data)
+        return measure_metric(outputs, data, reference, settings.metric)[1], skipped
+    saved = module.weight.detach().clone()
+    rule = PruneRule(method=settings.method, amount=amount, n=settings.n, dim=settings.dim)
+    prune_layer(module, rule, hold=False)
+    try:
+        outputs = run_outputs(work, data)
+        return measure_metric(outputs, data, reference, settings.metric)[1], None
+    finally:
+        with torch.no_grad():
+            module.weight.copy_(saved)
 
 
 def _removed_alone(

@@ -169,6 +169,16 @@ def test_a_layer_that_fails_is_reported_alone_and_not_cached(ray_local, tmp_path
     assert "layers.2" not in allocate(result.data, target_sparsity=0.3)
 
 
+def test_random_methods_prune_the_same_weights_on_ray(ray_local) -> None:
+    model, data = Stack().eval(), _data()
+    settings = SweepSettings(method="random_unstructured", amounts=(0.3, 0.6))
+    torch.rand(7)  # the caller's random stream: not the sweep's business
+    state = torch.random.get_rng_state()
+    local = _sweep(model, data, settings)[0].data
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert _sweep(model, data, settings, RayEvaluator("local"))[0].data == local
+
+
 def test_a_killed_worker_is_retried_and_the_sweep_completes(ray_local, tmp_path) -> None:
     marker = tmp_path / "killed"
     model, data = DiesOnce(marker).eval(), _data()
