@@ -49,6 +49,16 @@ def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("SECATEUR_CACHE_DIR", str(tmp_path / "cache"))
 
 
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Local sweeps at one torch thread, as every task runs: like for like (at more threads
+    the kernels may sum in another order, a difference in the ninth decimal)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def demo():
     return load_demo()
