@@ -25,6 +25,7 @@ import importlib
 import logging
 import math
 import os
+import re
 import socket
 import sys
 import sysconfig
@@ -54,6 +55,8 @@ MAX_RETRIES = 3  # times Ray reruns a task whose worker process died
 # SETTINGS frame (frame type 4).
 HTTP2_GREETING = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes([0, 0, 0, 4, 0, 0, 0, 0, 0])
 HTTP2_SETTINGS = 4
+# A traceback's last line: "package.module.SomeError: message"
+RAISED_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception): ")
 # Packages the workers import by name (installed there, or shipped by this module); the
 # model's classes from anywhere else are sent by value with the model.
 SHIPPED = ("core", "gui")
@@ -156,7 +159,7 @@ class RayEvaluator:
                 _init(ray, self.address, self.num_cpus, self.connect_timeout_s)
             except Exception as exc:
                 raise ClusterError(
-                    f"--ray {self.address}: cannot connect ({first_line(exc, 200)})"
+                    f"--ray {self.address}: cannot connect ({_root_cause(exc)})"
                 ) from None
             self._started = True
         self._refresh(ray)
@@ -305,6 +308,20 @@ def check_reachable(address: str, timeout_s: float = CONNECT_TIMEOUT_S) -> None:
         ) from None
     if len(head) < 9 or head[3] != HTTP2_SETTINGS:
         raise ClusterError(f"--ray {address}: something answers there, but not a Ray cluster")
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost cause of ``exc``, in one line: Ray wraps what went wrong (a cluster
+    that wants an authentication token, another Ray version) in a bare "Failed to
+    connect"."""
+    while exc.__cause__ is not None:
+        exc = exc.__cause__
+    # Ray also folds an earlier traceback into a message: its last exception line is why
+    raised = [line for line in str(exc).splitlines() if RAISED_LINE.match(line)]
+    if "Traceback (most recent call last)" in str(exc) and raised:
+        name, _, message = raised[-1].partition(": ")
+        return f"{name.rpartition('.')[2]}: {first_line(ValueError(message), 240)}"
+    return f"{type(exc).__name__}: {first_line(exc, 240)}"
 
 
 def _same_host_port(a: str, b: str) -> bool:

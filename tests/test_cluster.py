@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from core.cli import main
-from core.cluster import RayEvaluator, local_modules
+from core.cluster import RayEvaluator, _root_cause, local_modules
 from core.data import Dataset
 from core.errors import Cancelled
 from core.loading import load_demo
@@ -316,3 +316,23 @@ def test_without_ray_nothing_imports_it(tmp_path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().splitlines()[-1] == "False"
+
+
+def test_a_connection_failure_names_its_root_cause() -> None:
+    folded = RuntimeError(
+        "Failed to connect to GCS. Last connection error: Traceback (most recent call last):\n"
+        '  File "x.py", line 1, in <module>\n'
+        "ray.exceptions.AuthenticationError: RPC error: InvalidAuthToken: token missing\n"
+    )
+    try:
+        try:
+            raise folded
+        except RuntimeError as inner:
+            raise ConnectionError("Failed to connect to Ray cluster at h:1") from inner
+    except ConnectionError as outer:
+        assert (
+            _root_cause(outer) == "AuthenticationError: RPC error: InvalidAuthToken: token missing"
+        )
+    assert _root_cause(ValueError("Invalid address format: x")) == (
+        "ValueError: Invalid address format: x"
+    )
