@@ -1,6 +1,8 @@
 # Secateur: `make run` opens the window with the demo, `make test` runs lint, the import
-# contract and the test suite. Both create .venv when it is missing. `make package` builds the
-# desktop bundle and its tarball, `make package-test` checks them (not part of make test: slow).
+# contract and the test suite (with the cluster extra: tests/test_cluster.py starts a local
+# Ray; `make run` stays without it). Both create .venv when it is missing. `make package`
+# builds the desktop bundle and its tarball, `make package-test` checks them (not part of
+# make test: slow).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -28,7 +30,7 @@ $(VENV)/.installed-run: pyproject.toml | $(BIN)/python
 
 $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet -e '.[test,cluster]'
 	touch $@ $(VENV)/.installed-run
 
 $(VENV)/.installed-package: pyproject.toml | $(BIN)/python

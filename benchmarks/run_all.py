@@ -31,7 +31,17 @@ from typing import Any
 from benchmarks.common import ROOT, Figure, machine, noise_probe, quiet_torchao, wait_for_quiet
 
 # In order of the figures; the window and start-up run processes of their own.
-MODULES = ("overhead", "latency", "size", "window", "memory", "startup", "plan", "structural")
+MODULES = (
+    "overhead",
+    "latency",
+    "size",
+    "window",
+    "memory",
+    "startup",
+    "plan",
+    "structural",
+    "cluster",
+)
 DOC = ROOT / "docs" / "benchmarks.md"
 FINDINGS = ROOT / "benchmarks" / "findings.md"
 

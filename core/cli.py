@@ -9,16 +9,18 @@ internal error; 130 cancelled.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, TextIO
 
 from core.atomic import atomic_write_bytes, describe_removed, on_stale_removed
+from core.cluster import RayEvaluator
 from core.data import Dataset, parse_input_shape, random_data
 from core.demos import DEMOS
 from core.engine import Progress, run
@@ -31,7 +33,13 @@ from core.plan import Plan
 from core.recipe import Quantize, Recipe, dump_recipe, load_recipe
 from core.report import Report, format_value, shape_text
 from core.schemes import CANDIDATES
-from core.sensitivity import SweepSettings, allocate, predicted, recipe_from_amounts
+from core.sensitivity import (
+    SweepSettings,
+    allocate,
+    failed_layers,
+    predicted,
+    recipe_from_amounts,
+)
 from core.tasks import (
     Opened,
     check_data_paths,
@@ -119,6 +127,35 @@ def _threads(value: int) -> int:
     if value < 1:
         raise UserError(f"--threads: {value} must be at least 1")
     return value
+
+
+@contextlib.contextmanager
+def _cluster(args: argparse.Namespace) -> Iterator[RayEvaluator | None]:
+    """The Ray cluster ``--ray`` names, joined before any other work (a bad address or a
+    missing Ray fails at once) and left afterwards; None without ``--ray``."""
+    if args.ray is None:
+        yield None
+        return
+    evaluator = RayEvaluator(args.ray)
+    if sys.stderr.isatty():
+        where = "starting Ray on this machine" if args.ray == "local" else "connecting"
+        print(f"secateur: {where} ({args.ray})...", file=sys.stderr)
+    evaluator.connect()
+    try:
+        yield evaluator
+    finally:
+        evaluator.close()
+
+
+def _cluster_line(evaluator: RayEvaluator | None) -> None:
+    """Where the evaluations ran (nothing ran there when the cache had them)."""
+    if evaluator is None:
+        return
+    status = evaluator.status
+    if status.tasks:
+        print(f"evaluated on {status.text()}")
+    else:
+        print(f"{status.text()}: nothing to evaluate there (cached)")
 
 
 # ---------------------------------------------------------------------------- inspect
@@ -258,6 +295,11 @@ def _parse_amounts(text: str) -> list[float]:
 
 
 def cmd_sensitivity(args: argparse.Namespace) -> int:
+    with _cluster(args) as evaluator:
+        return _sensitivity(args, evaluator)
+
+
+def _sensitivity(args: argparse.Namespace, evaluator: RayEvaluator | None) -> int:
     opened = _open(args)
     loaded = opened.loaded
     loaded.require_eager()  # before asking for data it could not use
@@ -278,14 +320,20 @@ def cmd_sensitivity(args: argparse.Namespace) -> int:
         subset=args.subset,
     )
     bar = ProgressBar(sys.stderr)
-    result = run(sweep_model(loaded, data, settings, use_cache=not args.no_cache), bar.update)
+    job = sweep_model(loaded, data, settings, use_cache=not args.no_cache, evaluator=evaluator)
+    result = run(job, bar.update)
     bar.close()
     for note in result.notes:
         print(f"secateur: note: {note}", file=sys.stderr)
     payload = result.data
+    failures = failed_layers(payload)
+    if failures and len(failures) == len(payload["layers"]):
+        name, why = next(iter(failures.items()))
+        raise UserError(f"sensitivity: every layer failed to evaluate (first: {name}: {why})")
     out = Path(args.output)
     atomic_write_bytes(out, (json.dumps(payload, indent=2) + "\n").encode())
     print_sensitivity(payload, args.quantize, result.cached, sys.stdout)
+    _cluster_line(evaluator)
     if args.target_sparsity is not None or args.max_drop is not None:
         amounts = allocate(payload, args.target_sparsity, args.max_drop)
         guess = predicted(payload, amounts)
@@ -306,27 +354,21 @@ def print_sensitivity(
     payload: dict[str, Any], scheme: str | None, cached: bool, stream: TextIO
 ) -> None:
     """The sweep as a table: one row per layer, one column per amount."""
-    rows = [
-        (
-            "layer",
-            "type",
-            "parameters",
-            *[f"{p['amount']:g}" for p in payload["layers"][0]["points"]],
-        )
-    ]
+    amounts = payload["settings"]["amounts"]
+    rows = [("layer", "type", "parameters", *[f"{a:g}" for a in amounts])]
     if scheme:
         rows[0] = (*rows[0], scheme)
     for row in payload["layers"]:
         skipped = bool(row.get("skipped"))
-        cells = (
-            row["name"],
-            row["type"],
-            f"{row['parameters']:,}",
-            *["skipped" if skipped else f"{p['metric']:.4f}" for p in row["points"]],
-        )
+        if row.get("failed"):
+            values = ["failed"] * len(amounts)
+        else:
+            values = ["skipped" if skipped else f"{p['metric']:.4f}" for p in row["points"]]
+        cells = (row["name"], row["type"], f"{row['parameters']:,}", *values)
         if scheme:
             q = row.get("quantized") or {}
-            cells = (*cells, f"{q['metric']:.4f}" if q.get("metric") is not None else "skipped")
+            text = f"{q['metric']:.4f}" if q.get("metric") is not None else "skipped"
+            cells = (*cells, "failed" if row.get("failed") else text)
         rows.append(cells)
     print(
         f"{payload['metric']} per layer pruned alone ({payload['method']}); "
@@ -337,6 +379,8 @@ def print_sensitivity(
     for row in payload["layers"]:
         if row.get("skipped"):
             print(f"{row['name']}: skipped ({row['skipped']})", file=stream)
+        if row.get("failed"):
+            print(f"{row['name']}: failed ({row['failed']})", file=stream)
 
 
 # --------------------------------------------------------------------------------- plan
@@ -367,6 +411,11 @@ def _plan_rule(args: argparse.Namespace) -> Quantize:
 
 def cmd_plan(args: argparse.Namespace) -> int:
     rule = _plan_rule(args)
+    with _cluster(args) as evaluator:
+        return _plan(args, rule, evaluator)
+
+
+def _plan(args: argparse.Namespace, rule: Quantize, evaluator: RayEvaluator | None) -> int:
     opened = _open(args)
     loaded = opened.loaded
     loaded.require_eager()
@@ -380,9 +429,13 @@ def cmd_plan(args: argparse.Namespace) -> int:
             )
         data = random_data(shape)
     bar = ProgressBar(sys.stderr)
-    plan = run(plan_model(loaded, data, rule, "--layers", use_cache=not args.no_cache), bar.update)
+    job = plan_model(
+        loaded, data, rule, "--layers", use_cache=not args.no_cache, evaluator=evaluator
+    )
+    plan = run(job, bar.update)
     bar.close()
     print_plan(plan, sys.stdout)
+    _cluster_line(evaluator)
     types = {info.name: info.type for info in opened.layers}
     recipe = Recipe(version=1, quantize=plan.rules(types))
     dump_recipe(recipe, Path(args.emit_recipe))

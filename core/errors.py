@@ -57,6 +57,11 @@ class SaveError(UserError):
     """The compressed model could not be written; nothing was left behind."""
 
 
+class ClusterError(UserError):
+    """The cluster for ``--ray`` is out of reach: Ray is not installed, or the address does
+    not answer or is not a Ray cluster."""
+
+
 class Cancelled(Exception):
     """The user cancelled the job; everything is as it was before it started."""
 

@@ -90,6 +90,19 @@ def _threads_flag() -> argparse.ArgumentParser:
     return p
 
 
+def _ray_flag() -> argparse.ArgumentParser:
+    p = _parent()
+    p.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="run the evaluations (accuracy, fidelity) as Ray tasks, one per layer: local "
+        "starts Ray on this machine, anything else is a cluster address (HOST:PORT of the "
+        "head node). Latency is always measured on this machine. Needs the extra "
+        "secateur[cluster]",
+    )
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole command line: the window (default) and the subcommands."""
     root = _Parser(prog=PROG, usage=USAGE, add_help=False)
@@ -97,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = root.add_subparsers(dest="command", parser_class=_Parser, prog=PROG)
     model = _model_flags("model file (state dict, pickle, TorchScript, .pt2)")
     data, train, threads = _data_flags(), _train_flags(), _threads_flag()
+    ray = _ray_flag()
 
     w = sub.add_parser(
         WINDOW,
@@ -135,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser(
         "sensitivity",
-        parents=[model, data],
+        parents=[model, data, ray],
         help="prune (or quantize) one layer at a time and measure",
     )
     s.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")
@@ -163,14 +177,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "plan",
-        parents=[model, data],
+        parents=[model, data, ray],
         help="measure every layer's quantization schemes here and pick the fastest plan",
         description=(
             "Times each selected layer under every candidate scheme on this machine (its real "
             "inputs, the given threads and batch size), measures each candidate's fidelity "
             "cost with that layer alone quantized, searches the fastest plan within "
             "--max-drop, and checks it end to end against the original and every uniform "
-            "scheme. Latency is always measured on this machine: the plan is for it."
+            "scheme. Latency is always measured on this machine: the plan is for it (with "
+            "--ray only the fidelity costs run on the cluster)."
         ),
     )
     p.add_argument("--layers", nargs="+", default=["*"], metavar="PATTERN")

@@ -39,7 +39,7 @@ from core.progress import Progress
 from core.quantization import QuantPlan, apply_to_layer, cannot_quantize, check_machine
 from core.recipe import Quantize
 from core.schemes import CANDIDATES, KEEP_FLOAT, Candidate
-from core.sensitivity import SweepSettings, measure_metric, sweep
+from core.sensitivity import Evaluator, SweepSettings, failed_layers, measure_metric, sweep
 
 DEFAULT_MAX_DROP = 0.01
 FIDELITY_SAMPLES = 512  # samples the fidelity costs are measured on (the first ones)
@@ -203,8 +203,13 @@ def make_plan(
     settings: PlanSettings,
     should_stop: Callable[[], bool] = lambda: False,
     use_cache: bool = True,
+    evaluator: Evaluator | None = None,
 ) -> Generator[Progress, None, Plan]:
-    """Measure, search and verify a plan for ``layers`` of ``model`` (never modified)."""
+    """Measure, search and verify a plan for ``layers`` of ``model`` (never modified).
+
+    ``evaluator`` runs step 1's fidelity trials elsewhere (a Ray cluster); the timings of
+    steps 2 and 4 always run in this process, on this machine, which the plan is for. A
+    layer whose fidelity could not be measured stays float, and the notes say so."""
     t_start = time.perf_counter()
     check_candidates(settings)
     total = step_count(layers, settings)
@@ -226,7 +231,7 @@ def make_plan(
         candidates=settings.candidates,
         metric=settings.metric,
     )
-    gen = sweep(model, eval_data, sweep_settings, should_stop, use_cache)
+    gen = sweep(model, eval_data, sweep_settings, should_stop, use_cache, evaluator)
     while True:
         try:
             event = next(gen)
@@ -279,7 +284,10 @@ def make_plan(
     choices = search(rows, settings.max_drop)
 
     # 4. end to end: the plan and every uniform scheme against the original
-    notes: list[str] = []
+    notes: list[str] = [
+        f"{name}: its fidelity could not be measured ({why}): kept float"
+        for name, why in failed_layers(result.data).items()
+    ]
     reference = run_outputs(model, eval_data)
     measure = _Measurer(model, eval_data, reference, batch, metric, baseline, settings)
     plan_result: Measured | None = None

@@ -13,15 +13,17 @@ points so a target sparsity is met exactly.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import itertools
 import json
 import os
-from collections.abc import Callable, Generator, Sequence
+import zlib
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -226,6 +228,8 @@ def read_cache(
         return None, f"{where}: its layers are not the ones swept"
     if entry.method != settings.method:
         return None, f"{where}: method {entry.method!r} is not {settings.method!r}"
+    if entry.settings != settings.key():
+        return None, f"{where}: settings: they are not the ones this sweep runs with"
     for i, row in enumerate(entry.layers):
         if [p.amount for p in row.points] != amounts:
             return None, f"{where}: layers[{i}].points: amounts are not {amounts}"
@@ -266,14 +270,86 @@ def measure_metric(outputs, data: Dataset, reference, want: str = "auto") -> tup
     return "cosine_similarity", float(cos) if cos is not None else 0.0
 
 
+StopFlag = Callable[[], bool]
+
+
+@dataclass
+class SweepJob:
+    """Everything one layer's evaluation needs, prepared once per sweep: the original model
+    (never modified), the data it is measured on, the settings, and the original's outputs
+    and metric. It is what a cluster executor puts into the object store once."""
+
+    model: nn.Module
+    data: Dataset
+    settings: SweepSettings
+    reference: list
+    metric: str
+    baseline: float
+
+    @property
+    def steps_per_layer(self) -> int:
+        """Progress steps one layer's trials count for (every amount and candidate)."""
+        s = self.settings
+        return len(s.amounts) + (1 if s.quantize else 0) + len(s.candidates)
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One trial of one layer measured: ``done`` of the layer's steps are done."""
+
+    layer: str
+    done: int
+    message: str
+
+
+@dataclass(frozen=True)
+class LayerDone:
+    """One layer's row, complete (or ``failed``): what the curves and the JSON hold."""
+
+    layer: str
+    row: dict[str, Any]
+
+
+class Evaluator(Protocol):
+    """Where a sweep's per-layer evaluations run: this process (``LocalEvaluator``) or a
+    cluster (``core.cluster.RayEvaluator``). ``evaluate`` yields each layer's ``Trial``s
+    and then its ``LayerDone``, layer by layer in any order (a layer's trials come before
+    its row); it raises ``Cancelled`` when ``should_stop`` says so."""
+
+    def evaluate(
+        self, job: SweepJob, names: Sequence[str], should_stop: StopFlag
+    ) -> Iterator[Trial | LayerDone]: ...
+
+
+class LocalEvaluator:
+    """Every layer in this process, one after the other, on one private copy of the model."""
+
+    def evaluate(
+        self, job: SweepJob, names: Sequence[str], should_stop: StopFlag
+    ) -> Iterator[Trial | LayerDone]:
+        work = copy.deepcopy(job.model).eval()
+        for name in names:
+            row = yield from evaluate_layer(job, work, name, should_stop)
+            if "failed" in row:  # the copy may be left half-changed: start from a fresh one
+                work = copy.deepcopy(job.model).eval()
+            yield LayerDone(name, row)
+
+
 def sweep(
     model: nn.Module,
     data: Dataset,
     settings: SweepSettings,
-    should_stop: Callable[[], bool] = lambda: False,
+    should_stop: StopFlag = lambda: False,
     use_cache: bool = True,
+    evaluator: Evaluator | None = None,
 ) -> Generator[SweepEvent, None, SweepResult]:
-    """Measure each selected layer pruned alone at each amount (and quantized alone)."""
+    """Measure each selected layer pruned alone at each amount (and quantized alone).
+
+    ``evaluator`` says where the evaluations run (default: here, one layer after the
+    other). Whatever runs them, the events, the result and the cache key are the same:
+    the rows come back in the model's layer order. A layer whose evaluation raised is a
+    ``failed`` row with no points; the rest of the sweep completes, and a result with
+    failed layers is not cached."""
     names = validate_settings(model, settings)
     eval_data = data.subset(settings.subset) if settings.subset else data
     key = fingerprint(model, eval_data, settings) if use_cache else None
@@ -296,78 +372,26 @@ def sweep(
         if problem is not None:
             notes.append(f"{problem}; it was ignored and the sweep recomputed")
             yield SweepEvent(0, 0, notes[-1])
-    work = copy.deepcopy(model).eval()
-    modules = dict(work.named_modules())
     reference = run_outputs(model, eval_data)
-    want = settings.metric
-    metric_name, baseline = measure_metric(reference, eval_data, reference, want)
-    per_layer = len(settings.amounts) + (1 if settings.quantize else 0) + len(settings.candidates)
+    metric_name, baseline = measure_metric(reference, eval_data, reference, settings.metric)
+    job = SweepJob(model, eval_data, settings, reference, metric_name, baseline)
+    per_layer = job.steps_per_layer
     total = len(names) * per_layer
-    step = 0
-    removes = PRUNE_METHODS[settings.method].removes
-    rows = []
-    for name in names:
-        module = modules[name]
-        points = []
-        skipped = None
-        for amount in settings.amounts:
-            if should_stop():
-                raise Cancelled()
-            if removes:
-                outputs, skipped = _removed_alone(model, name, float(amount), eval_data)
-                _, value = measure_metric(outputs, eval_data, reference, want)
-            else:
-                saved = module.weight.detach().clone()
-                rule = PruneRule(
-                    method=settings.method, amount=float(amount), n=settings.n, dim=settings.dim
-                )
-                prune_layer(module, rule, hold=False)
-                try:
-                    outputs = run_outputs(work, eval_data)
-                    _, value = measure_metric(outputs, eval_data, reference, want)
-                finally:
-                    with torch.no_grad():
-                        module.weight.copy_(saved)
-            points.append({"amount": float(amount), "metric": value})
-            step += 1
-            yield SweepEvent(
-                step,
-                total,
-                f"{name}: {settings.method} {amount} -> {value:.4f}",
-                None,
-                baseline,
-                metric_name,
-            )
-        row: dict[str, Any] = {
-            "name": name,
-            "type": type(module).__name__,
-            "parameters": int(module.weight.numel()),
-            "points": points,
-        }
-        if skipped:
-            row["skipped"] = skipped
-        if settings.quantize:
-            if should_stop():
-                raise Cancelled()
-            q = Quantize(scheme=settings.quantize)  # type: ignore[arg-type]
-            trial = _quantized_alone(work, name, q, eval_data, reference, want)
-            row["quantized"] = {"scheme": settings.quantize, **trial}
-            step += 1
-        if settings.candidates:
-            row["candidates"] = {}
-            for candidate in settings.candidates:
-                if should_stop():
-                    raise Cancelled()
-                cq = CANDIDATES[candidate].settings()
-                row["candidates"][candidate] = (
-                    {"metric": baseline}
-                    if cq is None
-                    else _quantized_alone(work, name, Quantize(**cq), eval_data, reference, want)
-                )
-                step += 1
-                yield SweepEvent(step, total, f"{name}: {candidate} alone", None, baseline)
-        rows.append(row)
-        yield SweepEvent(step, total, f"{name} done", row, baseline, metric_name)
+    finished = 0
+    rows: dict[str, dict[str, Any]] = {}
+    for item in (evaluator or LocalEvaluator()).evaluate(job, names, should_stop):
+        if isinstance(item, Trial):
+            step = finished * per_layer + item.done
+            yield SweepEvent(step, total, item.message, None, baseline, metric_name)
+            continue
+        rows[item.layer] = item.row
+        finished += 1
+        failed = item.row.get("failed")
+        message = f"{item.layer} failed: {failed}" if failed else f"{item.layer} done"
+        yield SweepEvent(finished * per_layer, total, message, item.row, baseline, metric_name)
+    missing = [name for name in names if name not in rows]
+    if missing:  # an evaluator that lost a layer is a bug, not a partial result
+        raise RuntimeError(f"the sweep's evaluator returned no row for {', '.join(missing)}")
     result = {
         "sensitivity_version": SENSITIVITY_VERSION,
         "metric": metric_name,
@@ -375,8 +399,16 @@ def sweep(
         "method": settings.method,
         "settings": settings.key(),
         "data": {"source": eval_data.source, "samples": len(eval_data)},
-        "layers": rows,
+        "layers": [rows[name] for name in names],
     }
+    failures = failed_layers(result)
+    if failures:  # a partial result: shown and saved, never cached as if complete
+        first, why = next(iter(failures.items()))
+        note = (
+            f"{len(failures)} of {len(names)} layers failed to evaluate (first: {first}: "
+            f"{why}); the result is not cached"
+        )
+        return SweepResult(result, cached=False, cache_path=None, notes=[*notes, note])
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -384,6 +416,118 @@ def sweep(
         except Exception:
             path = None  # caching is a convenience; a read-only home must not fail the sweep
     return SweepResult(result, cached=False, cache_path=path, notes=notes)
+
+
+def failed_layers(result: dict[str, Any]) -> dict[str, str]:
+    """Layer name -> why its evaluation failed, for the rows of a sweep that failed."""
+    return {row["name"]: row["failed"] for row in result["layers"] if row.get("failed")}
+
+
+def evaluate_layer(
+    job: SweepJob, work: nn.Module, name: str, should_stop: StopFlag = lambda: False
+) -> Generator[Trial, None, dict[str, Any]]:
+    """Measure layer ``name`` alone at every amount (and scheme, and candidate); yield a
+    ``Trial`` per step and return its row. This one function runs in this process and in a
+    cluster's worker alike. ``work`` is a private copy of ``job.model``: each trial
+    changes it and puts it back. An exception while evaluating makes a ``failed`` row (no
+    points, the reason in one line); ``Cancelled`` is raised as it is."""
+    try:
+        return (yield from _layer_trials(job, work, name, should_stop))
+    except Cancelled:
+        raise
+    except Exception as exc:
+        return failed_row(job.model, name, f"{type(exc).__name__}: {first_line(exc, 200)}")
+
+
+def failed_row(model: nn.Module, name: str, reason: str) -> dict[str, Any]:
+    """The row of a layer whose evaluation failed: no points, and why."""
+    module = model.get_submodule(name)
+    return {
+        "name": name,
+        "type": type(module).__name__,
+        "parameters": int(module.weight.numel()),
+        "points": [],
+        "failed": reason,
+    }
+
+
+def _layer_trials(
+    job: SweepJob, work: nn.Module, name: str, should_stop: StopFlag
+) -> Generator[Trial, None, dict[str, Any]]:
+    settings, data, reference = job.settings, job.data, job.reference
+    want = settings.metric
+    module = work.get_submodule(name)
+    done = 0
+    points = []
+    skipped = None
+    for amount in settings.amounts:
+        if should_stop():
+            raise Cancelled()
+        with _seeded(name, float(amount)):
+            value, skipped = _pruned_alone(job, work, module, name, float(amount))
+        points.append({"amount": float(amount), "metric": value})
+        done += 1
+        yield Trial(name, done, f"{name}: {settings.method} {amount} -> {value:.4f}")
+    row: dict[str, Any] = {
+        "name": name,
+        "type": type(module).__name__,
+        "parameters": int(module.weight.numel()),
+        "points": points,
+    }
+    if skipped:
+        row["skipped"] = skipped
+    if settings.quantize:
+        if should_stop():
+            raise Cancelled()
+        q = Quantize(scheme=settings.quantize)  # type: ignore[arg-type]
+        trial = _quantized_alone(work, name, q, data, reference, want)
+        row["quantized"] = {"scheme": settings.quantize, **trial}
+        done += 1
+    if settings.candidates:
+        row["candidates"] = {}
+        for candidate in settings.candidates:
+            if should_stop():
+                raise Cancelled()
+            cq = CANDIDATES[candidate].settings()
+            row["candidates"][candidate] = (
+                {"metric": job.baseline}
+                if cq is None
+                else _quantized_alone(work, name, Quantize(**cq), data, reference, want)
+            )
+            done += 1
+            yield Trial(name, done, f"{name}: {candidate} alone")
+    return row
+
+
+@contextlib.contextmanager
+def _seeded(name: str, amount: float) -> Iterator[None]:
+    """torch's random generator seeded from the trial alone, and put back afterwards: a
+    random method prunes the same weights whichever process runs the trial, in whatever
+    order (a local sweep and a cluster's workers agree), and the caller's stream of random
+    numbers is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(zlib.crc32(f"{name}:{amount!r}".encode()))
+        yield
+
+
+def _pruned_alone(
+    job: SweepJob, work: nn.Module, module: nn.Module, name: str, amount: float
+) -> tuple[float, str | None]:
+    """The metric with ``amount`` of layer ``name`` pruned (``work`` put back after), and
+    why its channels cannot be removed when the method removes them."""
+    settings, data, reference = job.settings, job.data, job.reference
+    if PRUNE_METHODS[settings.method].removes:
+        outputs, skipped = _removed_alone(job.model, name, amount, data)
+        return measure_metric(outputs, data, reference, settings.metric)[1], skipped
+    saved = module.weight.detach().clone()
+    rule = PruneRule(method=settings.method, amount=amount, n=settings.n, dim=settings.dim)
+    prune_layer(module, rule, hold=False)
+    try:
+        outputs = run_outputs(work, data)
+        return measure_metric(outputs, data, reference, settings.metric)[1], None
+    finally:
+        with torch.no_grad():
+            module.weight.copy_(saved)
 
 
 def _removed_alone(
@@ -454,9 +598,11 @@ def allocate(
     if max_drop is not None and max_drop < 0:
         raise RecipeError(f"--max-drop: {max_drop} is negative")
     baseline = float(result["baseline"])
-    layers = [row for row in result["layers"] if not row.get("skipped")]
+    layers = [row for row in result["layers"] if not row.get("skipped") and not row.get("failed")]
     if not layers:
-        raise RecipeError("the sensitivity result has no layers (or every one was skipped)")
+        raise RecipeError(
+            "the sensitivity result has no layers (or every one was skipped or failed)"
+        )
     reachable = min(max((p["amount"] for p in row["points"]), default=0.0) for row in layers)
     top = max(max((p["amount"] for p in row["points"]), default=0.0) for row in layers)
     if target_sparsity is not None and target_sparsity > top + 1e-9:
@@ -527,7 +673,7 @@ def predicted(result: dict[str, Any], amounts: dict[str, float]) -> dict[str, fl
     total = zeros = 0.0
     drop = 0.0
     for row in result["layers"]:
-        if row.get("skipped"):
+        if row.get("skipped") or row.get("failed"):
             continue
         pts = sorted([(0.0, baseline)] + [(p["amount"], p["metric"]) for p in row["points"]])
         a = amounts.get(row["name"], 0.0)
@@ -557,10 +703,17 @@ def recipe_from_amounts(
 
 __all__ = [
     "DEFAULT_AMOUNTS",
+    "Evaluator",
+    "LayerDone",
+    "LocalEvaluator",
     "SweepEvent",
+    "SweepJob",
     "SweepResult",
     "SweepSettings",
+    "Trial",
     "allocate",
+    "evaluate_layer",
+    "failed_layers",
     "predicted",
     "recipe_from_amounts",
     "sweep",

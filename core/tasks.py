@@ -31,7 +31,7 @@ from core.onnx_runtime import paired_onnx_latency_ms
 from core.plan import Plan, PlanSettings, make_plan, select_layers
 from core.recipe import Quantize, Recipe
 from core.saving import SaveOutcome, inferred_input, save_model
-from core.sensitivity import SweepEvent, SweepResult, SweepSettings, sweep
+from core.sensitivity import Evaluator, SweepEvent, SweepResult, SweepSettings, sweep
 
 StopFlag = Callable[[], bool]
 
@@ -169,12 +169,14 @@ def sweep_model(
     settings: SweepSettings,
     use_cache: bool = True,
     should_stop: StopFlag = never,
+    evaluator: Evaluator | None = None,
 ) -> Generator[SweepEvent, None, SweepResult]:
     """The sensitivity sweep (cached per model, data and settings). Every finished layer's
-    curve rides on its event's ``layer``, so a view can draw it at once."""
+    curve rides on its event's ``layer``, so a view can draw it at once. ``evaluator`` runs
+    the evaluations elsewhere (``core.cluster.RayEvaluator``); the result is the same."""
     loaded.require_eager()
     yield SweepEvent(0, 0, f"sensitivity of {loaded.display_name}: preparing")
-    return (yield from sweep(loaded.model, data, settings, should_stop, use_cache))
+    return (yield from sweep(loaded.model, data, settings, should_stop, use_cache, evaluator))
 
 
 def plan_model(
@@ -184,13 +186,19 @@ def plan_model(
     source: str = "plan",
     use_cache: bool = True,
     should_stop: StopFlag = never,
+    evaluator: Evaluator | None = None,
 ) -> Generator[Progress, None, Plan]:
     """The measured per-layer quantization plan for the layers ``rule`` (scheme auto)
-    selects: time and fidelity of every candidate here, then the end-to-end check."""
+    selects: time and fidelity of every candidate here, then the end-to-end check.
+    ``evaluator`` runs the fidelity costs elsewhere; every timing stays in this process."""
     loaded.require_eager()
     layers = select_layers(loaded.model, rule, source)
     settings = PlanSettings.from_rule(rule)
-    return (yield from make_plan(loaded.model, data, layers, settings, should_stop, use_cache))
+    return (
+        yield from make_plan(
+            loaded.model, data, layers, settings, should_stop, use_cache, evaluator
+        )
+    )
 
 
 def save_result(

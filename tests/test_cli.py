@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ import pytest
 import torch
 from toy_models import mlp
 
-from core.cli import main
+from core.cli import main, print_sensitivity
 
 ROOT = Path(__file__).resolve().parent.parent
 ARCH = f"{Path(__file__).with_name('toy_models.py')}:mlp"
@@ -156,3 +157,28 @@ def test_every_subcommand_of_the_parser_runs() -> None:
     from core.parser import SUBCOMMANDS
 
     assert set(COMMANDS) == set(SUBCOMMANDS)
+
+
+def test_sensitivity_table_shows_a_failed_layer() -> None:
+    payload = {
+        "metric": "accuracy",
+        "baseline": 0.9,
+        "method": "l1_unstructured",
+        "settings": {"amounts": [0.3, 0.6]},
+        "layers": [
+            {"name": "a", "type": "Linear", "parameters": 64, "points": [], "failed": "E: no"},
+            {
+                "name": "b",
+                "type": "Linear",
+                "parameters": 64,
+                "points": [{"amount": 0.3, "metric": 0.9}, {"amount": 0.6, "metric": 0.8}],
+            },
+        ],
+    }
+    out = io.StringIO()
+    print_sensitivity(payload, None, False, out)
+    lines = out.getvalue().splitlines()
+    assert lines[1].split() == ["layer", "type", "parameters", "0.3", "0.6"]
+    assert lines[3].split() == ["a", "Linear", "64", "failed", "failed"]
+    assert lines[4].split() == ["b", "Linear", "64", "0.9000", "0.8000"]
+    assert lines[-1] == "a: failed (E: no)"

@@ -78,6 +78,41 @@ def test_sweep_cancel_and_cache(demo) -> None:
     assert not other.cached
 
 
+class _BreaksWhenFc2IsPruned(torch.nn.Module):
+    """Runs, unless its second layer has a zero weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.fc1 = torch.nn.Linear(8, 8)
+        self.fc2 = torch.nn.Linear(8, 8)
+        self.fc3 = torch.nn.Linear(8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if bool((self.fc2.weight == 0).any()):
+            raise RuntimeError("fc2 cannot run pruned")
+        return self.fc3(torch.relu(self.fc2(torch.relu(self.fc1(x)))))
+
+
+def test_a_layer_that_fails_is_a_failed_row_and_the_result_is_not_cached(tmp_path) -> None:
+    model = _BreaksWhenFc2IsPruned().eval()
+    data = Dataset(torch.randn(16, 8, generator=torch.Generator().manual_seed(0)), None, "x")
+    events = []
+    result = run(sweep(model, data, SweepSettings(amounts=(0.3, 0.6))), events.append)
+    rows = {row["name"]: row for row in result.data["layers"]}
+    assert list(rows) == ["fc1", "fc2", "fc3"]  # the layer order, failed or not
+    assert rows["fc2"]["points"] == [] and "fc2 cannot run pruned" in rows["fc2"]["failed"]
+    assert all(len(rows[n]["points"]) == 2 and "failed" not in rows[n] for n in ("fc1", "fc3"))
+    assert result.cache_path is None and not (tmp_path / "cache").exists()
+    assert result.notes and "1 of 3 layers failed" in result.notes[0]
+    assert [e.message for e in events if e.layer is not None][1].startswith("fc2 failed: ")
+    assert events[-1].step == events[-1].total == 6
+    # the curves leave it out: nothing of fc2 is pruned, the target is met on the others
+    amounts = allocate(result.data, target_sparsity=0.5)
+    assert "fc2" not in amounts
+    assert predicted(result.data, amounts)["sparsity"] == pytest.approx(0.5)
+
+
 SYNTHETIC = {
     "baseline": 1.0,
     "layers": [
