@@ -44,6 +44,36 @@ class ChannelRemoval:
     def skipped(self) -> dict[str, str]:
         return {name: why for plan in self.plans for name, why in plan.skipped.items()}
 
+    def roots(self) -> list[str]:
+        """The layers that lose output channels of their own (several roots coupled with
+        each other share one group)."""
+        return [root for plan in self.plans for group in plan.groups for root in group.roots]
+
+    def followers(self) -> dict[str, list[tuple[str, str]]]:
+        """Every layer that shrinks because a root loses channels -> (that root, how it
+        shrinks: "input channels", "normalized features"...), for each group it follows.
+        A root can follow another root too (conv2's inputs follow conv1)."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for plan in self.plans:
+            for group in plan.groups:
+                for coupled in group.coupled:
+                    out.setdefault(coupled.name, []).append((group.root, coupled.role))
+        return out
+
+    def kept(self) -> dict[str, float]:
+        """An estimate, before the run, of the fraction of each shrinking layer's weight
+        that stays: each group the layer is in keeps ``keep / size`` of one of its
+        dimensions (a root's outputs, a follower's inputs or features), and the fractions
+        multiply (conv2 keeping half its outputs and half its inputs keeps a quarter).
+        A layer fed by a concatenation of several groups is estimated low."""
+        out: dict[str, float] = {}
+        for plan in self.plans:
+            for group in plan.groups:
+                fraction = group.keep / group.size if group.size else 1.0
+                for name in group.layers:
+                    out[name] = out.get(name, 1.0) * fraction
+        return out
+
 
 def split(
     prune_plan: Mapping[str, LayerPrune],
