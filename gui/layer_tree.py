@@ -382,6 +382,17 @@ class LayerTreePanel(QWidget):
             header.resizeSection(col, COLUMN_WIDTHS[col])
         prefs.set_hidden_columns([c.name for c in OPTIONAL_COLUMNS if header.isSectionHidden(c)])
 
+    def show_reshaped(self) -> None:
+        """After a run that removed channels: the Weight and Params columns in view, wide
+        enough for 'before \u2192 after' (for this session; the header's menu still hides
+        them, and what it remembers is unchanged)."""
+        header, metrics = self.view.header(), self.view.fontMetrics()
+        texts = list(self.model.reshaped().values())
+        for col, k in ((Col.SHAPE, 0), (Col.PARAMS, 1)):
+            header.setSectionHidden(col, False)
+            widest = max((metrics.horizontalAdvance(t[k]) for t in texts), default=0)
+            header.resizeSection(col, max(header.sectionSize(col), COLUMN_WIDTHS[col], widest + 16))
+
     def visible_columns(self) -> list[Col]:
         header = self.view.header()
         return [c for c in Col if not header.isSectionHidden(c)]

@@ -56,7 +56,8 @@ from gui.options import Options
 from gui.plan_flow import PlanFlow
 from gui.recipe_editor import RecipeEditor
 from gui.recipe_state import WindowState, scheme_options
-from gui.report_rows import SparsityRow, planned_rows
+from gui.removal_preview import RemovalPreview
+from gui.report_rows import SparsityRow, planned_kept, planned_rows
 from gui.results_area import ResultsArea
 from gui.save_flow import SaveFlow, png_bytes
 from gui.session import Session, describe_data
@@ -110,8 +111,9 @@ class MainWindow(QMainWindow):
             if self.options.scripted
             else DialogFeedback(self, *sinks)
         )
+        self.removal = RemovalPreview(self.session, self.jobs, self)
         self.recipes = RecipeEditor(
-            self.session, self.settings, self.tree.model, self.feedback, self
+            self.session, self.settings, self.tree.model, self.feedback, self, self.removal
         )
         args = (self.session, self.jobs, self.feedback)
         self.opener = OpenFlow(*args, self._install, self)
@@ -257,6 +259,7 @@ class MainWindow(QMainWindow):
         settings.recommendRequested.connect(self.action("recommend").trigger)
         settings.changed.connect(lambda: self.sweeps.set_scheme(settings.scheme()))
         self.recipes.previewed.connect(self._on_previewed)
+        self.removal.changed.connect(self._on_removal_previewed)
         settings.evalBrowseRequested.connect(self.action("open_data").trigger)
         settings.trainBrowseRequested.connect(self.action("open_train").trigger)
         settings.evalClearRequested.connect(lambda: session.set_eval_data(None, None))
@@ -448,6 +451,15 @@ class MainWindow(QMainWindow):
         self.sweeps.update_prediction()
         self._check_stale()
 
+    @Slot()
+    def _on_removal_previewed(self) -> None:
+        """The removal plan is known: mark the layers that follow, say what shrinks."""
+        plan, removal = self.removal.plan, self.removal
+        self.tree.model.set_coupling(plan.followers() if plan is not None else {})
+        self.settings.set_removal_preview(removal.summary(), error=removal.error is not None)
+        if self.session.result is None and not self.jobs.busy:
+            self.results.update_planned(self._planned_rows())
+
     def _check_stale(self) -> None:
         """The result is out of date once the recipe or the data differ from its run's."""
         s = self.session
@@ -508,6 +520,8 @@ class MainWindow(QMainWindow):
     def _show_results(self, report: Report | None) -> None:
         """Tree columns, charts, table, notes and cards for a report (None: before only)."""
         self.tree.model.set_results(report.layers if report else None)
+        if report is not None and any(row.reshaped for row in report.layers):
+            self.tree.show_reshaped()
         current = self.tree.current_layer()
         if report:
             prunable = [info.name for info in self.session.layers if info.prunable]
@@ -516,10 +530,13 @@ class MainWindow(QMainWindow):
             self.results.show_planned(self.session.before, self._planned_rows(), current)
 
     def _planned_rows(self) -> list[SparsityRow]:
-        """Before a run: each layer's sparsity now and, light, what the settings will prune."""
-        per_layer = not self.settings.prune_settings().is_global
-        amount = self.session.selection.effective_amount
-        return planned_rows(self.session.layers, amount if per_layer else lambda name: None)
+        """Before a run: the weights each layer keeps now and, light, what it will keep."""
+        prune = self.settings.prune_settings()
+        amount, kept = self.session.selection.effective_amount, self.removal.kept()
+        return planned_rows(
+            self.session.layers,
+            lambda name: planned_kept(amount(name), prune.removes, kept.get(name), prune.is_global),
+        )
 
     @Slot()
     def _on_save_outcome_changed(self) -> None:

@@ -90,7 +90,7 @@ class ResultsArea(QWidget):
 
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.sparsity_chart, "Sparsity")
+        self.tabs.addTab(self.sparsity_chart, "Weights kept")
         self.tabs.addTab(metrics_page, "Metrics")
         self.tabs.addTab(self.sensitivity_panel, "Sensitivity")
         self.tabs.addTab(self.plan_panel, "Plan")
