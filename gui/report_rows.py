@@ -119,6 +119,29 @@ class TableRow:
     ratio: str
     better: bool | None = None
     marks_after: bool = False
+    tip: str = ""
+
+
+def runtime_label(row: Row, report: Report) -> tuple[str, str]:
+    """A latency row's label with the runtime that measured it, and its tooltip: the
+    report's ``latency_runtime`` ('torch eager, 1 thread') and, for a saved ONNX file, the
+    ONNX Runtime that ran it ('onnxruntime 1.22.0 (CPU, 1 thread)'); other rows unchanged."""
+    if row.key == "latency_ms":
+        runtime = report.after.latency_runtime or report.before.latency_runtime
+        if runtime:
+            return f"{row.label}, {runtime}", (
+                f"Median forward time of the original and of the result, both in {runtime}, "
+                "measured alternately on the same input"
+            )
+    if row.key == "onnxruntime_ms":
+        ort = report.after.onnxruntime or {}
+        runtime, torch_runtime = ort.get("onnxruntime_runtime"), ort.get("torch_runtime")
+        if runtime:
+            return f"Latency, saved ONNX file in {runtime}", (
+                f"The saved ONNX file run in {runtime}; before: the original model in "
+                f"{torch_runtime or 'torch'}, measured alternately with it"
+            )
+    return row.label, ""
 
 
 def table_rows(report: Report | None) -> list[TableRow]:
@@ -133,7 +156,8 @@ def table_rows(report: Report | None) -> list[TableRow]:
         if row.key == "file_bytes" and row.after is None:
             after = "not saved"
         better = verdict(row, report)
-        rows.append(TableRow(row.label, row.before_text(), after, row.ratio_text(), better))
+        label, tip = runtime_label(row, report)
+        rows.append(TableRow(label, row.before_text(), after, row.ratio_text(), better, tip=tip))
     for row in report.fidelity_rows():
         before = row.before_text() if row.after is not None else DASH
         rows.append(TableRow(row.label, before, row.after_text(), DASH))
