@@ -118,6 +118,17 @@ _CHANGED_ROLES = [
 ]
 
 
+def relative_name(name: str, near: str) -> str:
+    """``name`` without the dotted parents it shares with ``near`` (the tree shows the rest
+    of the path around it): 'features.0.0' near 'features.0.1' is '0', 'features.2.conv.2'
+    near 'features.3.conv.0.0' is '2.conv.2', 'conv1' near 'bn1' is 'conv1'."""
+    parts, others = name.split("."), near.split(".")
+    shared = 0
+    while shared < min(len(parts), len(others)) - 1 and parts[shared] == others[shared]:
+        shared += 1
+    return ".".join(parts[shared:])
+
+
 def short_quant(label: str | None) -> str:
     """'int8_dynamic (torchao, per_channel)' -> 'int8 dyn.' (the tooltip has it all)."""
     if not label:
@@ -526,7 +537,7 @@ class LayerTreeModel(QAbstractItemModel):
             i = self.selection.row(name)
             if i is None:
                 continue
-            roots = ", ".join(dict.fromkeys(root for root, _ in follows))
+            roots = ", ".join(dict.fromkeys(relative_name(root, name) for root, _ in follows))
             why = "\n".join(
                 f"Shrinks with {root}: its {role} go with {root}'s removed channels"
                 for root, role in follows

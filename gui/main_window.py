@@ -75,6 +75,7 @@ MODEL_FILTERS = (
 )
 DATA_FILTER = "Data (*.npz *.pt);;All files (*)"
 DEFAULT_SPLIT = (580, 500, 300)  # tree, results, settings at the default 1400 px width
+MIN_RESULTS = 380  # the results keep this much when the tree widens for a new column
 
 
 class MainWindow(QMainWindow):
@@ -521,13 +522,25 @@ class MainWindow(QMainWindow):
         """Tree columns, charts, table, notes and cards for a report (None: before only)."""
         self.tree.model.set_results(report.layers if report else None)
         if report is not None and any(row.reshaped for row in report.layers):
-            self.tree.show_reshaped()
+            zeroed = any(row.sparsity_after for row in report.layers)
+            self._widen_tree(self.tree.show_reshaped(zeroed))
+            self.tree.fit_reshaped()
+        else:
+            self.tree.restore_columns()
         current = self.tree.current_layer()
         if report:
             prunable = [info.name for info in self.session.layers if info.prunable]
             self.results.show_report(self.session.before, report, current, prunable)
         else:
             self.results.show_planned(self.session.before, self._planned_rows(), current)
+
+    def _widen_tree(self, extra: int) -> None:
+        """Give the tree ``extra`` pixels from the results (which keep MIN_RESULTS)."""
+        sizes = self.splitter.sizes()
+        floor = max(MIN_RESULTS, self.results.minimumSizeHint().width())
+        take = min(extra, max(0, sizes[1] - floor))
+        if take > 0:
+            self.splitter.setSizes([sizes[0] + take, sizes[1] - take, *sizes[2:]])
 
     def _planned_rows(self) -> list[SparsityRow]:
         """Before a run: the weights each layer keeps now and, light, what it will keep."""

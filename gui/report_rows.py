@@ -122,14 +122,20 @@ class TableRow:
     tip: str = ""
 
 
+def _runtime_name(runtime: str) -> str:
+    """'torch eager, 1 thread' -> 'torch'; 'onnxruntime 1.22.0 (CPU...)' -> 'onnxruntime'."""
+    return runtime.split()[0].rstrip(",") if runtime else runtime
+
+
 def runtime_label(row: Row, report: Report) -> tuple[str, str]:
-    """A latency row's label with the runtime that measured it, and its tooltip: the
-    report's ``latency_runtime`` ('torch eager, 1 thread') and, for a saved ONNX file, the
-    ONNX Runtime that ran it ('onnxruntime 1.22.0 (CPU, 1 thread)'); other rows unchanged."""
+    """A latency row's label with the runtime that measured it ('Latency (median, torch)',
+    'Latency (onnxruntime)': the saved ONNX file) and its tooltip with the runtime in full (the
+    report's ``latency_runtime``, the saved ONNX file's ``onnxruntime_runtime``); other rows
+    unchanged."""
     if row.key == "latency_ms":
         runtime = report.after.latency_runtime or report.before.latency_runtime
         if runtime:
-            return f"{row.label}, {runtime}", (
+            return f"Latency (median, {_runtime_name(runtime)})", (
                 f"Median forward time of the original and of the result, both in {runtime}, "
                 "measured alternately on the same input"
             )
@@ -137,11 +143,26 @@ def runtime_label(row: Row, report: Report) -> tuple[str, str]:
         ort = report.after.onnxruntime or {}
         runtime, torch_runtime = ort.get("onnxruntime_runtime"), ort.get("torch_runtime")
         if runtime:
-            return f"Latency, saved ONNX file in {runtime}", (
+            return f"Latency ({_runtime_name(runtime)})", (
                 f"The saved ONNX file run in {runtime}; before: the original model in "
                 f"{torch_runtime or 'torch'}, measured alternately with it"
             )
     return row.label, ""
+
+
+def runtimes_text(report: Report | None) -> str:
+    """Under the Metrics table: what ran each latency, in full ('' before a run or when
+    nothing was timed)."""
+    if report is None:
+        return ""
+    parts = []
+    runtime = report.after.latency_runtime or report.before.latency_runtime
+    if runtime:
+        parts.append(f"Latency in {runtime} (the original and the result)")
+    ort = report.after.onnxruntime or {}
+    if ort.get("onnxruntime_runtime"):
+        parts.append(f"the saved ONNX file in {ort['onnxruntime_runtime']}")
+    return "; ".join(parts) + "." if parts else ""
 
 
 def table_rows(report: Report | None) -> list[TableRow]:

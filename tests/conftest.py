@@ -117,17 +117,22 @@ def demo_own_recipe_window(window, qtbot):
     return window
 
 
-@pytest.fixture
-def demo_window(demo_own_recipe_window):
-    """The main window with the demo open (its data) and the quick recipe applied in place
-    of the demo's own, as if the demo had opened with it (Reset goes back to it)."""
+def use_quick_recipe(window) -> None:
+    """Put the quick recipe in place of the open demo's own, as if the demo had opened with
+    it (Reset goes back to it)."""
     from core.recipe import load_recipe
 
-    window = demo_own_recipe_window
     quick = load_recipe(QUICK_RECIPE_PATH)
     assert window.apply_recipe(quick)
     window.session.set_opened_recipe(quick)
-    return window
+
+
+@pytest.fixture
+def demo_window(demo_own_recipe_window):
+    """The main window with the demo open (its data) and the quick recipe in place of the
+    demo's own (``use_quick_recipe``)."""
+    use_quick_recipe(demo_own_recipe_window)
+    return demo_own_recipe_window
 
 
 @pytest.fixture

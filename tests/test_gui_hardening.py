@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 from badinputs import CASES, Case, marker_pickle
+from conftest import use_quick_recipe
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from core.demo import build_model
@@ -85,8 +86,10 @@ def wait_idle(qtbot, window, timeout: int = TIMEOUT) -> None:
 
 
 def open_demo(qtbot, window) -> None:
+    """The demo, with the quick recipe in place of its own (which fine-tunes: slow)."""
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT):
         window.open_demo()
+    use_quick_recipe(window)
 
 
 def demo_run_completes(qtbot, window) -> None:

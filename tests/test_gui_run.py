@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import use_quick_recipe
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -138,6 +139,7 @@ def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
     assert window.session.loaded is None
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_demo()
+    use_quick_recipe(window)
     without_measurements(window)
     assert run_and_wait(qtbot, window).report.layers
 
