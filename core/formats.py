@@ -440,6 +440,10 @@ def recipe_view(recipe: Any) -> RecipeView:
     )
 
 
+FALLBACK_FORMATS = ("state_dict", "compressed", "exported")
+"""The formats tried, in order, when the input's own kind cannot hold the result."""
+
+
 def default_format(
     source_format: str, view: RecipeView | None = None, path: Path | None = None
 ) -> str:
@@ -449,7 +453,7 @@ def default_format(
     if view is None:
         return first
     target = path or Path("out" + SAVE_FORMATS[first].suffix)
-    for name in (first, "state_dict", "compressed", "exported"):
+    for name in (first, *FALLBACK_FORMATS):
         if SAVE_FORMATS[name].refuses(view, target) is None:
             return name
     return first

@@ -18,6 +18,7 @@ from core.coupling import Batches
 from core.data import Dataset
 from core.errors import RecipeError
 from core.methods import PRUNE_METHODS
+from core.metrics import run_outputs
 from core.progress import Progress
 from core.pruning import LayerPrune
 from core.structural import RemovalPlan, plan_removal, remove_channels
@@ -44,6 +45,36 @@ class ChannelRemoval:
     def skipped(self) -> dict[str, str]:
         return {name: why for plan in self.plans for name, why in plan.skipped.items()}
 
+    def roots(self) -> list[str]:
+        """The layers that lose output channels of their own (several roots coupled with
+        each other share one group)."""
+        return [root for plan in self.plans for group in plan.groups for root in group.roots]
+
+    def followers(self) -> dict[str, list[tuple[str, str]]]:
+        """Every layer that shrinks because a root loses channels -> (that root, how it
+        shrinks: "input channels", "normalized features"...), for each group it follows.
+        A root can follow another root too (conv2's inputs follow conv1)."""
+        out: dict[str, list[tuple[str, str]]] = {}
+        for plan in self.plans:
+            for group in plan.groups:
+                for coupled in group.coupled:
+                    out.setdefault(coupled.name, []).append((group.root, coupled.role))
+        return out
+
+    def kept(self) -> dict[str, float]:
+        """An estimate, before the run, of the fraction of each shrinking layer's weight
+        that stays: each group the layer is in keeps ``keep / size`` of one of its
+        dimensions (a root's outputs, a follower's inputs or features), and the fractions
+        multiply (conv2 keeping half its outputs and half its inputs keeps a quarter).
+        A layer fed by a concatenation of several groups is estimated low."""
+        out: dict[str, float] = {}
+        for plan in self.plans:
+            for group in plan.groups:
+                fraction = group.keep / group.size if group.size else 1.0
+                for name in group.layers:
+                    out[name] = out.get(name, 1.0) * fraction
+        return out
+
 
 def split(
     prune_plan: Mapping[str, LayerPrune],
@@ -55,14 +86,19 @@ def split(
     return masks, removes
 
 
-def example_of(data: Dataset | None, source: str, where: str) -> tuple[tuple, dict]:
-    """The input the model is traced and checked on (the first samples of the data)."""
+def example_of(
+    model: nn.Module, data: Dataset | None, source: str, where: str
+) -> tuple[tuple, dict]:
+    """The input the model is traced and checked on (the first samples of the data). Data
+    the model cannot run on is the data's fault, said as such (not as a failed trace)."""
     if data is None:
         raise RecipeError(
             f"{source}: {where}.method: remove_channels traces the model on an input: give "
             "evaluation data (--data) or an input shape (--input-shape)"
         )
-    args, kwargs, _ = data.slice(0, min(EXAMPLE_SAMPLES, len(data)))
+    count = min(EXAMPLE_SAMPLES, len(data))
+    run_outputs(model, data.subset(count), batch_size=count)  # DataError names the file
+    args, kwargs, _ = data.slice(0, count)
     return args, kwargs
 
 
@@ -78,7 +114,7 @@ def plan_channels(
     plans = []
     for (importance, scope, round_to), items in by_settings.items():
         first = min(item.rule_index for item in items.values())
-        example = example_of(data, source, f"prune[{first}]")
+        example = example_of(model, data, source, f"prune[{first}]")
         plans.append(
             plan_removal(
                 model,

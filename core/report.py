@@ -13,6 +13,7 @@ writes back unchanged.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
@@ -190,6 +191,23 @@ class LayerRow(_Open):
     @property
     def reshaped(self) -> bool:
         return self.shape_before != self.shape_after
+
+    @property
+    def kept_before(self) -> float | None:
+        """The fraction of the weight's elements that are non-zero in the original."""
+        return None if self.sparsity_before is None else 1.0 - self.sparsity_before
+
+    @property
+    def kept_after(self) -> float | None:
+        """The fraction of the original weight's elements still held non-zero after the
+        run: zeroed weights and removed channels both count as gone, so a convolution that
+        lost half its output and half its input channels keeps 0.25 (its sparsity is 0)."""
+        if self.sparsity_after is None:
+            return None
+        kept = 1.0 - self.sparsity_after
+        if self.shape_before and self.shape_after and self.reshaped:
+            kept *= math.prod(self.shape_after) / math.prod(self.shape_before)
+        return kept
 
 
 class Report(_Open):

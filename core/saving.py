@@ -18,11 +18,12 @@ import torch
 from torch import nn
 
 from core.atomic import atomic_write_bytes, folder_lock
+from core.compressed import write as write_compressed
 from core.data import Dataset, random_data
 from core.errors import Cancelled, SaveError, UnsupportedError, first_line
-from core.formats import SAVE_FORMATS, SaveFormat, Saving
+from core.formats import FALLBACK_FORMATS, SAVE_FORMATS, SaveFormat, Saving
 from core.loading import SIDECAR_SUFFIX, file_sha256, load_model, sidecar_path
-from core.metrics import call, flatten_outputs
+from core.metrics import CountingSink, call, flatten_outputs
 from core.onnx_runtime import verify_onnx
 
 
@@ -34,6 +35,25 @@ class SaveOutcome:
     round_trip: dict[str, Any]
     sidecar: Path | None
     notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class FormatOption:
+    """One format the save dialog offers for a result: whether it can hold it (``reason``
+    says why not), and the file's predicted size (``exact``: what the file will weigh, as
+    written by the same serialiser; otherwise an estimate from the tensors' bytes)."""
+
+    name: str
+    label: str
+    tooltip: str
+    suffix: str
+    reason: str | None
+    size: int | None
+    exact: bool = False
+
+    @property
+    def available(self) -> bool:
+        return self.reason is None
 
 
 ROUND_TRIP_SAMPLES = 4  # samples of the example input the saved file is run on
@@ -245,3 +265,77 @@ def _same(a: Any, b: Any) -> bool:
     if isinstance(a, tuple | list) and isinstance(b, tuple | list):
         return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b))
     return a == b
+
+
+# ------------------------------------------------------------- the save dialog
+def format_options(
+    model: nn.Module,
+    stem: Path,
+    example: Dataset | None,
+    sidecar: dict[str, Any] | None = None,
+    export_int8: str | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> list[FormatOption]:
+    """Every save format for this result, in registry order: why it cannot hold it (the
+    format's ``cannot_hold``, or no input to trace it on) and its predicted size.
+
+    ``stem`` is the file name without suffix that each format's own suffix completes (the
+    reasons name it). State dicts, pickles and compressed files are measured by writing
+    them into a byte counter; traced formats (TorchScript, exported, ONNX) are estimated
+    from the state dict's bytes, since tracing costs as much as saving."""
+    stop = should_stop or (lambda: False)
+    options = []
+    for entry in SAVE_FORMATS:
+        if stop():
+            raise Cancelled()
+        path = stem.with_name(stem.name + entry.suffix)
+        saving = Saving(model, path, sidecar=sidecar, export_int8=export_int8)
+        reason = entry.cannot_hold(saving)
+        if reason is None and entry.traces and example is None:
+            reason = "needs an input to trace the model on: evaluation data or an input shape"
+        size, exact = None, False
+        if reason is None:
+            size, exact = _predicted_size(entry.name, model, sidecar, export_int8)
+        else:
+            reason = reason.removeprefix(f"{path.name}: ")
+        options.append(
+            FormatOption(entry.name, entry.label, entry.tooltip, entry.suffix, reason, size, exact)
+        )
+    return options
+
+
+def _predicted_size(
+    fmt: str, model: nn.Module, sidecar: dict[str, Any] | None, export_int8: str | None
+) -> tuple[int | None, bool]:
+    """(bytes, exact): written into a byte counter by the format's own serialiser where
+    that is cheap, else estimated as the state dict's bytes (a traced file holds the same
+    tensors plus its graph; ONNX Runtime's int8 keeps one byte per Linear weight)."""
+    sink = CountingSink()
+    try:
+        if fmt == "pickle":
+            torch.save(model, sink)
+        elif fmt == "compressed":
+            write_compressed(model, sink, sidecar or {})
+        else:
+            torch.save(model.state_dict(), sink)
+    except Exception:  # the save itself will say what is wrong; here the size is unknown
+        return None, False
+    size = sink.size
+    if fmt == "onnx" and export_int8 is not None:
+        for module in model.modules():
+            if isinstance(module, nn.Linear):
+                weight = module.weight
+                size -= weight.numel() * (weight.element_size() - 1)
+    return size, fmt in ("state_dict", "pickle", "compressed")
+
+
+def default_option(options: list[FormatOption], source_format: str) -> str | None:
+    """The format the save dialog starts on: the input's own kind when it can hold the
+    result (state_dict for the demo), else the first of ``FALLBACK_FORMATS`` that can, else
+    any that can (None: none can)."""
+    available = [o.name for o in options if o.available]
+    first = source_format if source_format in SAVE_FORMATS else "state_dict"
+    for name in (first, *FALLBACK_FORMATS, *available):
+        if name in available:
+            return name
+    return None

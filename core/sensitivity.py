@@ -197,13 +197,19 @@ class SensitivityFile(_Entry):
 
 
 def read_cache(
-    path: Path, model: nn.Module, names: Sequence[str], settings: SweepSettings
+    path: Path,
+    model: nn.Module,
+    names: Sequence[str],
+    settings: SweepSettings,
+    partial: bool = False,
 ) -> tuple[dict[str, Any] | None, str | None]:
     """A cache entry checked against the schema and against the sweep it stands for.
 
     Returns (result, None) for a good entry, (None, None) when there is none, and
     (None, reason) for an entry that must be ignored: anyone, or any crash, can leave a
     damaged file in a cache folder, so a cache is validated like every other input.
+    ``partial``: the entry a cancelled sweep left, whose layers are some of ``names``, in
+    their order.
     """
     where = f"sensitivity cache {path}"
     try:
@@ -224,7 +230,13 @@ def read_cache(
         return None, f"{where}: {format_validation_error(exc)}"
     modules = dict(model.named_modules())
     amounts = [float(a) for a in settings.amounts]
-    if [row.name for row in entry.layers] != list(names):
+    held = [row.name for row in entry.layers]
+    if partial:
+        order = {name: i for i, name in enumerate(names)}
+        places = [order.get(name, -1) for name in held]
+        if min(places) < 0 or places != sorted(set(places)):
+            return None, f"{where}: its layers are not some of the ones swept, in order"
+    elif held != list(names):
         return None, f"{where}: its layers are not the ones swept"
     if entry.method != settings.method:
         return None, f"{where}: method {entry.method!r} is not {settings.method!r}"
@@ -354,8 +366,10 @@ def sweep(
     eval_data = data.subset(settings.subset) if settings.subset else data
     key = fingerprint(model, eval_data, settings) if use_cache else None
     path = cache_dir() / f"{key}.json" if key else None
+    partial_path = cache_dir() / f"{key}{PARTIAL_SUFFIX}" if key else None
     notes: list[str] = []
-    if path is not None:
+    resumed: dict[str, Any] | None = None
+    if path is not None and partial_path is not None:
         remove_stale_temporaries(path.parent)  # left by a sweep killed while caching
         cached, problem = read_cache(path, model, names, settings)
         if cached is not None:
@@ -372,6 +386,10 @@ def sweep(
         if problem is not None:
             notes.append(f"{problem}; it was ignored and the sweep recomputed")
             yield SweepEvent(0, 0, notes[-1])
+        resumed, problem = read_cache(partial_path, model, names, settings, partial=True)
+        if problem is not None:
+            notes.append(f"{problem}; it was ignored")
+            yield SweepEvent(0, 0, notes[-1])
     reference = run_outputs(model, eval_data)
     metric_name, baseline = measure_metric(reference, eval_data, reference, settings.metric)
     job = SweepJob(model, eval_data, settings, reference, metric_name, baseline)
@@ -379,16 +397,39 @@ def sweep(
     total = len(names) * per_layer
     finished = 0
     rows: dict[str, dict[str, Any]] = {}
-    for item in (evaluator or LocalEvaluator()).evaluate(job, names, should_stop):
-        if isinstance(item, Trial):
-            step = finished * per_layer + item.done
-            yield SweepEvent(step, total, item.message, None, baseline, metric_name)
-            continue
-        rows[item.layer] = item.row
-        finished += 1
-        failed = item.row.get("failed")
-        message = f"{item.layer} failed: {failed}" if failed else f"{item.layer} done"
-        yield SweepEvent(finished * per_layer, total, message, item.row, baseline, metric_name)
+    if resumed is not None and (resumed["metric"], resumed["baseline"]) != (metric_name, baseline):
+        notes.append(
+            f"sensitivity cache {partial_path}: its baseline {resumed['metric']} "
+            f"{resumed['baseline']} is not this run's {baseline}; it was ignored"
+        )
+        yield SweepEvent(0, 0, notes[-1])
+        resumed = None
+    if resumed is not None:  # a cancelled sweep's finished layers: only the rest is measured
+        for row in resumed["layers"]:
+            rows[row["name"]] = row
+            finished += 1
+            message = f"{row['name']} (cached by a cancelled sweep)"
+            yield SweepEvent(finished * per_layer, total, message, row, baseline, metric_name)
+        notes.append(
+            f"{finished} of {len(names)} layers came from a cancelled sweep's cache "
+            f"({partial_path}); the other {len(names) - finished} were measured"
+        )
+    todo = [name for name in names if name not in rows]
+    try:
+        for item in (evaluator or LocalEvaluator()).evaluate(job, todo, should_stop):
+            if isinstance(item, Trial):
+                step = finished * per_layer + item.done
+                yield SweepEvent(step, total, item.message, None, baseline, metric_name)
+                continue
+            rows[item.layer] = item.row
+            finished += 1
+            failed = item.row.get("failed")
+            message = f"{item.layer} failed: {failed}" if failed else f"{item.layer} done"
+            yield SweepEvent(finished * per_layer, total, message, item.row, baseline, metric_name)
+    except (Cancelled, KeyboardInterrupt):  # Cancel in the window, Ctrl-C in a terminal
+        if partial_path is not None:
+            _cache_partial(partial_path, names, rows, settings, eval_data, metric_name, baseline)
+        raise
     missing = [name for name in names if name not in rows]
     if missing:  # an evaluator that lost a layer is a bug, not a partial result
         raise RuntimeError(f"the sweep's evaluator returned no row for {', '.join(missing)}")
@@ -415,7 +456,44 @@ def sweep(
             atomic_write_bytes(path, json.dumps(result).encode())
         except Exception:
             path = None  # caching is a convenience; a read-only home must not fail the sweep
+        else:
+            with contextlib.suppress(OSError):
+                partial_path.unlink(missing_ok=True)  # type: ignore[union-attr]
     return SweepResult(result, cached=False, cache_path=path, notes=notes)
+
+
+PARTIAL_SUFFIX = ".partial.json"  # beside a cache entry: a cancelled sweep's finished layers
+
+
+def _cache_partial(
+    path: Path,
+    names: Sequence[str],
+    rows: dict[str, dict[str, Any]],
+    settings: SweepSettings,
+    data: Dataset,
+    metric: str,
+    baseline: float,
+) -> None:
+    """Keep a cancelled sweep's finished layers (failed ones are measured again), so the
+    next sweep with the same model, data and settings measures only the rest."""
+    done = [rows[name] for name in names if name in rows and not rows[name].get("failed")]
+    if not done:
+        return
+    entry = {
+        "sensitivity_version": SENSITIVITY_VERSION,
+        "metric": metric,
+        "baseline": baseline,
+        "method": settings.method,
+        "settings": settings.key(),
+        "data": {"source": data.source, "samples": len(data)},
+        "layers": done,
+        "partial": True,
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(entry).encode())
+    except Exception:
+        pass  # a convenience, as for a complete entry
 
 
 def failed_layers(result: dict[str, Any]) -> dict[str, str]:

@@ -20,7 +20,7 @@ from typing import Any
 from torch import nn
 
 from core import compat
-from core.data import Dataset, load_data
+from core.data import Dataset, load_data, random_data
 from core.demos import DEFAULT_DEMO
 from core.engine import CompressionResult, Progress, compress, never
 from core.errors import Cancelled, UserError
@@ -29,8 +29,10 @@ from core.loading import LoadedModel, load_demo, load_model
 from core.metrics import model_stats
 from core.onnx_runtime import paired_onnx_latency_ms
 from core.plan import Plan, PlanSettings, make_plan, select_layers
+from core.pruning import plan_pruning
 from core.recipe import Quantize, Recipe
-from core.saving import SaveOutcome, inferred_input, save_model
+from core.removal import ChannelRemoval, plan_channels, split
+from core.saving import FormatOption, SaveOutcome, format_options, inferred_input, save_model
 from core.sensitivity import Evaluator, SweepEvent, SweepResult, SweepSettings, sweep
 
 StopFlag = Callable[[], bool]
@@ -198,6 +200,43 @@ def plan_model(
         yield from make_plan(
             loaded.model, data, layers, settings, should_stop, use_cache, evaluator
         )
+    )
+
+
+def plan_channel_removal(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    data: Dataset | None,
+    input_shape: tuple[int, ...] | None = None,
+    should_stop: StopFlag = never,
+) -> Generator[Progress, None, ChannelRemoval | None]:
+    """Which layers the recipe's ``remove_channels`` rules will shrink, planned on the
+    original (one traced forward; nothing is changed), so the window can mark the coupled
+    layers before a run. None when the recipe removes no channels. Raises what the run
+    would raise before any work (an untraceable model, an amount that removes every
+    channel, no input to trace on)."""
+    loaded.require_eager()
+    plan = plan_pruning(loaded.model, recipe.prune, recipe.source) if recipe.prune else {}
+    _, removes = split(plan)
+    if not removes:
+        return None
+    if data is None and input_shape is not None:
+        data = random_data(input_shape)
+    yield Progress("plan", 0, 0, "tracing the model to find the coupled layers")
+    if should_stop():
+        raise Cancelled()
+    return plan_channels(loaded.model, removes, data, recipe.source)
+
+
+def save_formats(
+    result: CompressionResult, stem: Path, should_stop: StopFlag = never
+) -> Generator[Progress, None, list[FormatOption]]:
+    """Every save format for a compression's result: which can hold it (and why not) and
+    the predicted size of each file (``stem``: the file name the reasons use)."""
+    yield Progress("save", 0, 0, "predicting the saved file's size in each format")
+    example = result.eval_data or inferred_input(result.model)
+    return format_options(
+        result.model, stem, example, result.sidecar, result.export_int8, should_stop
     )
 
 

@@ -289,7 +289,10 @@ class ChartFrame(QWidget):
 
 
 class SparsityChart(ChartFrame):
-    """Horizontal grouped bars: each prunable layer's sparsity before (grey) and after (blue).
+    """Horizontal grouped bars: the weights each prunable layer keeps before (grey) and after
+    (blue), as a fraction of the original weight's elements held non-zero, so zeroed weights
+    and removed channels both count as gone (a channel-pruned layer keeps 25%, though it
+    holds no zero). Before a run, light dashed bars show what the settings will keep.
 
     Layer names read left of the bars; a scroll bar moves through a big model's layers, and
     the rows in view carry their values; hovering a bar tells its numbers; clicking one emits
@@ -301,7 +304,7 @@ class SparsityChart(ChartFrame):
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(
-            "Sparsity per layer",
+            "Weights kept per layer",
             [(BEFORE_COLOR, "before"), (AFTER_COLOR, "after"), (PLANNED_COLOR, "planned")],
             parent,
         )
@@ -317,7 +320,9 @@ class SparsityChart(ChartFrame):
         widget, item = self._plot(
             pg.AxisItem("left"), PercentAxis("bottom"), text, (True, False, 0.25)
         )
-        self._axis_bottom.setLabel("zero weights", color=text.name())
+        self._axis_bottom.setLabel(
+            "weights kept (non-zero, of the original layer's)", color=text.name()
+        )
         self._axis_left.setStyle(tickLength=0)
         view = item.getViewBox()
         view.invertY(True)
@@ -362,7 +367,7 @@ class SparsityChart(ChartFrame):
         self._before.setOpts(x0=zeros, y=y - 0.19, width=before)
         self._after.setOpts(x0=zeros, y=y + 0.19, width=after)
         rows = enumerate(self._rows)
-        planned = [(i, r.planned) for i, r in rows if r.after is None and r.planned]
+        planned = [(i, r.planned) for i, r in rows if r.after is None and r.planned is not None]
         self._planned.setOpts(
             x0=np.zeros(len(planned)),
             y=np.array([i + 0.19 for i, _ in planned], dtype=float),
@@ -389,7 +394,7 @@ class SparsityChart(ChartFrame):
             row = self._rows[i]
             if row.after is not None:
                 wanted.append((i, float(row.after), f"{100 * row.after:.1f}%", True))
-            elif row.planned:
+            elif row.planned is not None:
                 text = f"{100 * row.planned:.4g}% planned"
                 wanted.append((i, float(row.planned), text, False))
         while len(self._labels) < len(wanted):
@@ -485,11 +490,12 @@ class SparsityChart(ChartFrame):
         row = self._rows[index]
         if row.after is not None:
             after = f"{100 * row.after:.1f}%"
-        elif row.planned:
+        elif row.planned is not None:
             after = f"{100 * row.planned:.4g}% planned"
         else:
             after = "not run yet"
-        text = f"{row.name} ({row.type})\nsparsity before {100 * row.before:.1f}%, after {after}"
+        before = f"{100 * row.before:.1f}%"
+        text = f"{row.name} ({row.type})\nweights kept: before {before}, after {after}"
         return f"{text}\n{row.detail}" if row.detail else text
 
     @Slot(object)

@@ -12,7 +12,7 @@ import typing
 from dataclasses import dataclass, field
 
 from core.formats import SAVE_FORMATS as FORMAT_REGISTRY
-from core.methods import PRUNE_METHODS
+from core.methods import CHANNEL_SCOPES, IMPORTANCES, PRUNE_METHODS
 from core.recipe import AUTO, NORM_NAMES, Finetune
 from core.schemes import BACKENDS as BACKEND_REGISTRY
 from core.schemes import CANDIDATES, DEFAULT_BACKEND, KEEP_FLOAT
@@ -36,6 +36,7 @@ class MethodChoice(Choice):
 
     structured: bool = False  # zeroes whole channels: the dimension applies
     uses_norm: bool = False  # ranks channels by an Ln norm: n applies
+    removes: bool = False  # removes channels (shapes change): importance, scope, round_to
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,34 @@ GLOBAL_METHOD = next(m.name for m in PRUNE_METHODS if m.scope == "global")
 DEFAULT_METHOD = next(m.name for m in PRUNE_METHODS if m.scope == "layer")
 
 METHODS: tuple[MethodChoice, ...] = tuple(
-    MethodChoice(m.name, m.label, m.tooltip, m.structured, "n" in m.options)
+    MethodChoice(m.name, m.label, m.tooltip, m.structured, "n" in m.options, m.removes)
     for m in PRUNE_METHODS
     if m.scope == "layer"
 )
+_IMPORTANCE_TIPS = {
+    "l1": "L1 norm of each channel's weights",
+    "l2": "L2 norm of each channel's weights (the default)",
+    "taylor": "First-order Taylor: |weight \u00d7 gradient| on the training data (or the "
+    "evaluation data); the channels the loss needs least go",
+    "random": "Random channels (a baseline to compare with)",
+}
+IMPORTANCES_SHOWN: tuple[Choice, ...] = tuple(
+    Choice(v, v, _IMPORTANCE_TIPS.get(v, "")) for v in IMPORTANCES
+)
+"""remove_channels: how channels are ranked (``core.methods.IMPORTANCES``)."""
+_SCOPE_LABELS = {
+    "layer": ("in each layer", "Each checked layer loses its own fraction of channels"),
+    "global": (
+        "across checked layers",
+        "One ranking across every checked layer: the fraction of all their channels goes, "
+        "more from some layers than others",
+    ),
+}
+CHANNEL_SCOPES_SHOWN: tuple[Choice, ...] = tuple(
+    Choice(v, *_SCOPE_LABELS.get(v, (v, ""))) for v in CHANNEL_SCOPES
+)
+"""remove_channels: one ranking per layer or across layers (``core.methods.CHANNEL_SCOPES``)."""
+DEFAULT_IMPORTANCE, DEFAULT_CHANNEL_SCOPE = "l2", "layer"
 SCHEMES: tuple[SchemeChoice, ...] = (
     *(SchemeChoice(s.name, s.label, s.tooltip, s.backends, not s.is_cast) for s in SCHEME_REGISTRY),
     SchemeChoice(
@@ -97,6 +122,14 @@ SAVE_FILTERS = {f.value: f.label for f in SAVE_FORMATS}
 SAVE_SUFFIX = {f.value: f.suffix for f in SAVE_FORMATS}
 
 
+def format_for_suffix(suffix: str) -> str | None:
+    """The format a file suffix forces: the one format whose dialog patterns list it
+    ('.onnx' -> onnx, '.pt2' -> exported); None for a suffix several share (.pt) or none."""
+    pattern = f"*{suffix.lower()}"
+    owners = [f.name for f in FORMAT_REGISTRY if pattern in f.patterns.split()]
+    return owners[0] if len(owners) == 1 else None
+
+
 def method(value: str) -> MethodChoice | None:
     """The method entry for ``value`` (None for the global method and unknown names)."""
     return next((m for m in METHODS if m.value == value), None)
@@ -110,6 +143,12 @@ def is_structured(value: str) -> bool:
 def uses_norm(value: str) -> bool:
     entry = method(value)
     return entry is not None and entry.uses_norm
+
+
+def removes_channels(value: str) -> bool:
+    """Whether the method removes channels (its options: importance, scope, round_to)."""
+    entry = method(value)
+    return entry is not None and entry.removes
 
 
 def scheme(value: str) -> SchemeChoice | None:

@@ -11,19 +11,23 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
 
 from core import tasks
+from core.data import Dataset
 from core.engine import CompressionResult
 from core.errors import RecipeError
+from core.loading import LoadedModel
 from core.memory import estimate
 from core.progress import Progress
 from core.recipe import Recipe
 from core.report import Report
+from core.saving import FormatOption
 from gui.feedback import Feedback, Question
 from gui.layer_tree_model import LayerTreeModel
 from gui.report_rows import size_ratio, step_lines
@@ -44,6 +48,24 @@ def memory_question(warning: str) -> Question:
         warning=True,
         unattended=True,
     )
+
+
+def compress_and_size(
+    loaded: LoadedModel,
+    recipe: Recipe,
+    data: Dataset | None,
+    train_data: Dataset | None,
+    input_shape: tuple[int, ...] | None,
+    should_stop: Callable[[], bool],
+) -> Generator[Progress, None, tuple[CompressionResult, list[FormatOption]]]:
+    """The compression, then every save format's refusal and predicted size for its result
+    (what the save dialog lists), both on the worker thread."""
+    result = yield from tasks.compress_model(
+        loaded, recipe, data, train_data, input_shape, should_stop=should_stop
+    )
+    stem = loaded.path.stem if loaded.format != "demo" and loaded.path else "demo"
+    formats = yield from tasks.save_formats(result, Path(f"{stem}-compressed"), should_stop)
+    return result, formats
 
 
 class CompressFlow(QObject):
@@ -103,7 +125,7 @@ class CompressFlow(QObject):
         self.runner.start(
             "compress",
             partial(
-                tasks.compress_model,
+                compress_and_size,
                 loaded,
                 recipe,
                 session.eval_data,
@@ -122,9 +144,12 @@ class CompressFlow(QObject):
         if event is not None and event.stage not in ("prune", "quantize"):
             self.feedback.log(event.message)  # the layers' steps are logged, all, at the end
 
-    def _on_finished(self, recipe: Recipe, result: CompressionResult) -> None:
+    def _on_finished(
+        self, recipe: Recipe, done: tuple[CompressionResult, list[FormatOption]]
+    ) -> None:
         seconds = time.perf_counter() - self._started
-        self.session.set_result(result, recipe, self._inputs)
+        result, formats = done
+        self.session.set_result(result, recipe, self._inputs, formats)
         report = result.report
         self._show_report(report)
         steps = step_lines(report)

@@ -166,7 +166,11 @@ class LayerDetails(QFrame):
             return str(value) if value else ""
 
         weight = cell(Col.SHAPE)
-        params = f"{info.parameters:,}" if info.parameters else f"{cell(Col.PARAMS)} inside"
+        reshaped = model.reshaped().get(name)
+        if reshaped is not None:
+            params = f"{reshaped[1]} after the last run"
+        else:
+            params = f"{info.parameters:,}" if info.parameters else f"{cell(Col.PARAMS)} inside"
         quant_tip = cell(Col.QUANT, Qt.ItemDataRole.ToolTipRole)
         fields = {
             "Type": info.type,
@@ -193,6 +197,11 @@ class LayerDetails(QFrame):
         return text
 
     def _pruning_text(self, name: str, info: Any) -> str:
+        text = self._own_pruning_text(name, info)
+        follows = self._model.follows(name)
+        return f"{text}\n{follows}" if text and follows else text or follows or ""
+
+    def _own_pruning_text(self, name: str, info: Any) -> str:
         selection = self._model.selection
         if info.why_not and not info.has_children:
             return f"not prunable: {info.why_not}"

@@ -300,6 +300,8 @@ class LayerTreePanel(QWidget):
         )
         self.view.setContextMenuPolicy(Qt.ContextMenuPolicy.CustomContextMenu)
         self.view.customContextMenuRequested.connect(self._on_context_menu)
+        self._auto_shown: set[Col] = set()  # shown or hidden for a run, not by the user
+        self._auto_hidden: set[Col] = set()
         self._build_header()
         self.view.selectionModel().currentRowChanged.connect(self._on_current_changed)
 
@@ -376,11 +378,84 @@ class LayerTreePanel(QWidget):
         """Show or hide a column; remembered for the next session."""
         if col == Col.NAME:
             return
+        self._auto_hidden.discard(col)  # the user's choice, from now on
+        self._auto_shown.discard(col)
         header = self.view.header()
         header.setSectionHidden(col, not visible)
         if visible and header.sectionSize(col) < 20:
             header.resizeSection(col, COLUMN_WIDTHS[col])
         prefs.set_hidden_columns([c.name for c in OPTIONAL_COLUMNS if header.isSectionHidden(c)])
+
+    def show_reshaped(self, zeroed: bool) -> int:
+        """After a run that removed channels: the Weight column in view, wide enough for
+        'before \u2192 after'. When the run zeroed nothing (``zeroed`` false), Sparsity after
+        (0% everywhere) makes room for it, and the Quant. column gives back what its short
+        texts do not use. For this session only: the header's menu still shows and hides
+        them, what it remembers is unchanged, and ``restore_columns`` undoes it. Params
+        (before \u2192 after too) stays as chosen: the details pane has it.
+
+        Returns how many pixels wider the tree would have to be for the names to keep their
+        room beside the columns shown (0: it fits)."""
+        header, metrics = self.view.header(), self.view.fontMetrics()
+        texts = list(self.model.reshaped().values())
+        if header.isSectionHidden(Col.SHAPE):
+            self._auto_shown.add(Col.SHAPE)
+            header.setSectionHidden(Col.SHAPE, False)
+        if not zeroed and not header.isSectionHidden(Col.AFTER):
+            header.setSectionHidden(Col.AFTER, True)
+            self._auto_hidden.add(Col.AFTER)
+        elif zeroed and Col.AFTER in self._auto_hidden:
+            header.setSectionHidden(Col.AFTER, False)
+            self._auto_hidden.discard(Col.AFTER)
+        for col, k in ((Col.SHAPE, 0), (Col.PARAMS, 1)):
+            widest = max((metrics.horizontalAdvance(t[k]) for t in texts), default=0)
+            header.resizeSection(col, max(COLUMN_WIDTHS[col], widest + 14))
+        quant = {
+            self.model.index_of(info.name, Col.QUANT).data() or "" for info in self.model.layers()
+        }
+        widest = max(metrics.horizontalAdvance(t) for t in {*quant, "Quant."})
+        header.resizeSection(Col.QUANT, min(COLUMN_WIDTHS[Col.QUANT], widest + 16))
+        return self._deficit()
+
+    def fit_reshaped(self) -> None:
+        """With no more room to take from the other panes: the Weight column gives up what
+        the names need (its text is then elided in the middle; the tooltip has it whole)."""
+        deficit = self._deficit()
+        if deficit > 0:
+            header = self.view.header()
+            width = max(COLUMN_WIDTHS[Col.SHAPE], header.sectionSize(Col.SHAPE) - deficit)
+            header.resizeSection(Col.SHAPE, width)
+
+    def restore_columns(self) -> None:
+        """Undo what ``show_reshaped`` showed and hid for the session."""
+        header = self.view.header()
+        for col in self._auto_hidden:
+            header.setSectionHidden(col, False)
+        for col in self._auto_shown:
+            header.setSectionHidden(col, True)
+        self._auto_hidden.clear()
+        self._auto_shown.clear()
+        header.resizeSection(Col.QUANT, COLUMN_WIDTHS[Col.QUANT])
+
+    def _deficit(self) -> int:
+        header = self.view.header()
+        shown = sum(
+            header.sectionSize(c) for c in OPTIONAL_COLUMNS if not header.isSectionHidden(c)
+        )
+        return max(0, self._name_width() + shown - self.view.viewport().width())
+
+    def _name_width(self) -> int:
+        """What the names need (indentation, check box, the longest short name), at most
+        NAME_MIN_WIDTH: the width the name column keeps beside the others."""
+        metrics, indent = self.view.fontMetrics(), self.view.indentation()
+        need = 0
+        for info in self.model.layers():
+            depth = info.name.count(".") + 1 if info.name else 0
+            text = metrics.horizontalAdvance(info.short_name if info.name else "model")
+            need = max(need, (depth + 1) * indent + 24 + text)
+            if need >= NAME_MIN_WIDTH:
+                return NAME_MIN_WIDTH
+        return need
 
     def visible_columns(self) -> list[Col]:
         header = self.view.header()

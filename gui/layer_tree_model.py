@@ -39,7 +39,7 @@ from gui.layer_selection import (
     SelectionEvent,
     name_matcher,
 )
-from gui.report_rows import amount_text, percent
+from gui.report_rows import amount_text, percent, reshaped_texts
 
 
 class Col(IntEnum):
@@ -62,8 +62,15 @@ _STATIC = {Col.TYPE: 0, Col.PARAMS: 1, Col.SHAPE: 2, Col.BEFORE: 3}  # index int
 HEADERS = {
     Col.NAME: ("Layer", "Module name; check a layer to prune it"),
     Col.TYPE: ("Type", "Module class"),
-    Col.PARAMS: ("Params", "The layer's own parameters (grey: total of the layers inside)"),
-    Col.SHAPE: ("Weight", "Shape of the layer's weight"),
+    Col.PARAMS: (
+        "Params",
+        "The layer's own parameters (grey: total of the layers inside); before \u2192 after "
+        "where the last run removed channels",
+    ),
+    Col.SHAPE: (
+        "Weight",
+        "Shape of the layer's weight; before \u2192 after where the last run removed channels",
+    ),
     Col.BEFORE: ("Sparsity\nbefore", "Fraction of exactly-zero weights in the original model"),
     Col.AFTER: ("Sparsity\nafter", "Fraction of exactly-zero weights after the last run"),
     Col.QUANT: (
@@ -74,9 +81,11 @@ HEADERS = {
     Col.AMOUNT: (
         "Amount",
         "Fraction of the layer's weights to prune; double-click to set a per-layer amount, "
-        "Delete to go back to the panel's amount",
+        "Delete to go back to the panel's amount. \u21b3 marks a layer that shrinks with a "
+        "checked layer whose channels are removed",
     ),
 }
+FOLLOWS = "\u21b3"  # the Amount column's mark of a layer that shrinks with another
 SCHEME_ROLE = Qt.ItemDataRole.UserRole + 3  # the Quant column's own scheme (LayerScheme|None)
 
 BULK_PARENTS = 64  # above this many parents a change is announced as one layout change
@@ -109,6 +118,17 @@ _CHANGED_ROLES = [
 ]
 
 
+def relative_name(name: str, near: str) -> str:
+    """``name`` without the dotted parents it shares with ``near`` (the tree shows the rest
+    of the path around it): 'features.0.0' near 'features.0.1' is '0', 'features.2.conv.2'
+    near 'features.3.conv.0.0' is '2.conv.2', 'conv1' near 'bn1' is 'conv1'."""
+    parts, others = name.split("."), near.split(".")
+    shared = 0
+    while shared < min(len(parts), len(others)) - 1 and parts[shared] == others[shared]:
+        shared += 1
+    return ".".join(parts[shared:])
+
+
 def short_quant(label: str | None) -> str:
     """'int8_dynamic (torchao, per_channel)' -> 'int8 dyn.' (the tooltip has it all)."""
     if not label:
@@ -138,6 +158,8 @@ class LayerTreeModel(QAbstractItemModel):
         self._after: dict[int, float | None] = {}
         self._quant_after: dict[int, str | None] = {}
         self._planned: dict[int, str] = {}
+        self._follows: dict[int, tuple[str, str]] = {}  # shrinks with: (roots, why)
+        self._reshaped: dict[int, tuple[str, str]] = {}  # the last run's (shape, params)
         self._stale = False
         self._locked = False
         self._dim = QBrush(QColor(128, 128, 128))
@@ -206,6 +228,8 @@ class LayerTreeModel(QAbstractItemModel):
         self._after.clear()
         self._quant_after.clear()
         self._planned.clear()
+        self._follows.clear()
+        self._reshaped.clear()
         self._stale = False
 
     def layers(self) -> list[LayerInfo]:
@@ -312,6 +336,8 @@ class LayerTreeModel(QAbstractItemModel):
                     return self._italic
             if col == Col.AFTER and self._stale and i in self._after:
                 return self._italic
+            if col == Col.AMOUNT and i in self._follows and not self.selection.checked_at(i):
+                return self._italic
         return None
 
     def _display(self, i: int, col: int) -> str:
@@ -329,11 +355,14 @@ class LayerTreeModel(QAbstractItemModel):
             return short_quant(info.quantization or self._planned.get(i))
         if col == Col.AMOUNT:
             if not self.selection.checked_at(i):
-                return ""
+                follows = self._follows.get(i)
+                return f"{FOLLOWS} {follows[0]}" if follows else ""
             amount = self.selection.amount_at(i)
             if self.selection.is_global:
                 return f"{amount_text(amount)} global"
             return amount_text(amount)
+        if i in self._reshaped and (col == Col.SHAPE or col == Col.PARAMS):
+            return self._reshaped[i][0 if col == Col.SHAPE else 1]
         return self._static[i][_STATIC[Col(col)]]
 
     def _foreground(self, i: int, col: int) -> QBrush | None:
@@ -345,6 +374,8 @@ class LayerTreeModel(QAbstractItemModel):
         shown_result = i in self._quant_after and not self._stale
         if col == Col.QUANT and not shown_result and not info.quantization:
             return None if self.selection.scheme_at(i) is not None else self._dim
+        if col in (Col.AFTER, Col.SHAPE, Col.PARAMS) and self._stale and i in self._reshaped:
+            return self._dim
         if col == Col.AFTER and self._stale:
             return self._dim
         if col == Col.NAME and not self.selection.checkable_below(i):
@@ -382,13 +413,19 @@ class LayerTreeModel(QAbstractItemModel):
 
     def _tooltip(self, i: int, col: int) -> str | None:
         info = self._layers[i]
+        follows = self._follows.get(i)
         if col == Col.NAME:
             name = info.name or "the whole model"
             if info.why_not and not info.has_children:
-                return f"{name}\nNot prunable: {info.why_not}"
-            if info.prunable:
-                return f"{name}\nCheck to prune this {info.type}"
-            return f"{name}\n{self._totals[i]:,} parameters inside"
+                text = f"{name}\nNot prunable: {info.why_not}"
+            elif info.prunable:
+                text = f"{name}\nCheck to prune this {info.type}"
+            else:
+                text = f"{name}\n{self._totals[i]:,} parameters inside"
+            return f"{text}\n{follows[1]}" if follows else text
+        if col == Col.AMOUNT and follows:
+            checked = self.selection.checked_at(i)
+            return f"{HEADERS[Col.AMOUNT][1]}\n{follows[1]}" if checked else follows[1]
         if col == Col.QUANT:
             label = (None if self._stale else self._quant_after.get(i)) or info.quantization
             if label:
@@ -406,7 +443,7 @@ class LayerTreeModel(QAbstractItemModel):
         if col == Col.TYPE:
             return info.type
         if col == Col.SHAPE and info.dtype:
-            return f"{self._static[i][_STATIC[Col.SHAPE]]} ({info.dtype})"
+            return f"{self._display(i, col)} ({info.dtype})"
         return None
 
     def setData(self, index: QModelIndex, value: Any, role: int = 0) -> bool:
@@ -465,7 +502,8 @@ class LayerTreeModel(QAbstractItemModel):
         if stale == self._stale:
             return
         self._stale = stale
-        self._changed(set(self._after) | set(self._quant_after), (Col.AFTER, Col.QUANT))
+        touched = set(self._after) | set(self._quant_after) | set(self._reshaped)
+        self._changed(touched, (Col.AFTER, Col.SHAPE))
 
     @property
     def stale(self) -> bool:
@@ -473,10 +511,11 @@ class LayerTreeModel(QAbstractItemModel):
 
     def set_results(self, rows: Sequence[LayerRow] | None) -> None:
         """The last run's per-layer rows (the report's layers); None clears them."""
-        touched = set(self._after) | set(self._quant_after)
+        touched = set(self._after) | set(self._quant_after) | set(self._reshaped)
         self._stale = False
         self._after.clear()
         self._quant_after.clear()
+        self._reshaped.clear()
         for row in rows or ():
             i = self.selection.row(row.name)
             if i is None:
@@ -484,8 +523,42 @@ class LayerTreeModel(QAbstractItemModel):
             self._after[i] = row.sparsity_after
             if row.quantization:
                 self._quant_after[i] = row.quantization
+            texts = reshaped_texts(row)
+            if texts is not None:
+                self._reshaped[i] = texts
             touched.add(i)
-        self._changed(touched, (Col.AFTER, Col.QUANT))
+        self._changed(touched, (Col.AFTER, Col.SHAPE))
+
+    def set_coupling(self, followers: Mapping[str, Sequence[tuple[str, str]]]) -> None:
+        """Before a run: the layers that will shrink because a checked layer loses channels
+        (name -> (root, how it shrinks) for each root it follows; ``core.removal``)."""
+        new: dict[int, tuple[str, str]] = {}
+        for name, follows in followers.items():
+            i = self.selection.row(name)
+            if i is None:
+                continue
+            roots = ", ".join(dict.fromkeys(relative_name(root, name) for root, _ in follows))
+            why = "\n".join(
+                f"Shrinks with {root}: its {role} go with {root}'s removed channels"
+                for root, role in follows
+            )
+            new[i] = (roots, why)
+        if new == self._follows:
+            return
+        touched = set(self._follows) | set(new)
+        self._follows = new
+        self._changed(touched, (Col.NAME, Col.AMOUNT))
+
+    def follows(self, name: str) -> str | None:
+        """Why a layer will shrink with another (None: it does not)."""
+        i = self.selection.row(name)
+        entry = self._follows.get(i) if i is not None else None
+        return entry[1] if entry else None
+
+    def reshaped(self) -> dict[str, tuple[str, str]]:
+        """The layers whose shapes the last run changed: name -> (weight, parameters) as
+        shown ('32\u00d716\u00d73\u00d73 \u2192 16\u00d716\u00d73\u00d73', '4,640 \u2192 1,160')."""
+        return {self._layers[i].name: texts for i, texts in self._reshaped.items()}
 
     def set_partial(self, layers: Iterable[Mapping[str, Any]]) -> None:
         """Layers done during a run (Progress events' ``layer``), shown as they come."""
@@ -501,22 +574,22 @@ class LayerTreeModel(QAbstractItemModel):
             touched.add(i)
         self._changed(touched, (Col.AFTER, Col.QUANT))
 
-    def results(self) -> tuple[dict[str, float | None], dict[str, str | None]]:
+    def results(self) -> tuple[dict[str, Any], ...]:
         """A snapshot of the shown results, to restore after a cancelled run."""
         names = [info.name for info in self._layers]
-        return (
-            {names[i]: v for i, v in self._after.items()},
-            {names[i]: v for i, v in self._quant_after.items()},
+        return tuple(
+            {names[i]: v for i, v in values.items()}
+            for values in (self._after, self._quant_after, self._reshaped)
         )
 
-    def restore_results(
-        self, snapshot: tuple[dict[str, float | None], dict[str, str | None]]
-    ) -> None:
-        after, quant = snapshot
-        touched = set(self._after) | set(self._quant_after)
+    def restore_results(self, snapshot: tuple[dict[str, Any], ...]) -> None:
+        after, quant, reshaped = snapshot
+        touched = set(self._after) | set(self._quant_after) | set(self._reshaped)
         self._after = self._by_row(after)
         self._quant_after = self._by_row(quant)
-        self._changed(touched | set(self._after) | set(self._quant_after), (Col.AFTER, Col.QUANT))
+        self._reshaped = self._by_row(reshaped)
+        touched |= set(self._after) | set(self._quant_after) | set(self._reshaped)
+        self._changed(touched, (Col.AFTER, Col.SHAPE))
 
     def after_sparsity(self, name: str) -> float | None:
         i = self.selection.row(name)

@@ -37,7 +37,7 @@ from PySide6.QtWidgets import (
 )
 
 from core import demos as core_demo
-from core.atomic import atomic_write_bytes
+from core.atomic import atomic_write_bytes, describe_removed, on_stale_removed
 from core.demos import DEFAULT_DEMO
 from core.errors import UserError
 from core.progress import Progress
@@ -47,6 +47,7 @@ from core.tasks import Opened, warm_up
 from gui import dialogs, file_menus, prefs
 from gui.actions import ActionContext, ActionTable
 from gui.close_guard import CloseGuard
+from gui.cluster_link import ClusterLink
 from gui.compress_flow import CompressFlow
 from gui.feedback import APP_NAME, DialogFeedback, Discard, Feedback, ScriptedFeedback
 from gui.layer_selection import Kind
@@ -56,7 +57,8 @@ from gui.options import Options
 from gui.plan_flow import PlanFlow
 from gui.recipe_editor import RecipeEditor
 from gui.recipe_state import WindowState, scheme_options
-from gui.report_rows import SparsityRow, planned_rows
+from gui.removal_preview import RemovalPreview
+from gui.report_rows import SparsityRow, planned_kept, planned_rows
 from gui.results_area import ResultsArea
 from gui.save_flow import SaveFlow, png_bytes
 from gui.session import Session, describe_data
@@ -74,6 +76,7 @@ MODEL_FILTERS = (
 )
 DATA_FILTER = "Data (*.npz *.pt);;All files (*)"
 DEFAULT_SPLIT = (580, 500, 300)  # tree, results, settings at the default 1400 px width
+MIN_RESULTS = 380  # the results keep this much when the tree widens for a new column
 
 
 class MainWindow(QMainWindow):
@@ -94,6 +97,7 @@ class MainWindow(QMainWindow):
     planCancelled = Signal()
     amountsAllocated = Signal(dict)  # the automatic per-layer amounts now in the tree
     exitRequested = Signal(int)  # scripted mode: the exit code
+    staleRemoved = Signal(str)  # a cleanup removed temporaries an interrupted write left
 
     def __init__(self, options: Options | None = None) -> None:
         super().__init__()
@@ -110,21 +114,26 @@ class MainWindow(QMainWindow):
             if self.options.scripted
             else DialogFeedback(self, *sinks)
         )
+        self.removal = RemovalPreview(self.session, self.jobs, self)
         self.recipes = RecipeEditor(
-            self.session, self.settings, self.tree.model, self.feedback, self
+            self.session, self.settings, self.tree.model, self.feedback, self, self.removal
         )
         args = (self.session, self.jobs, self.feedback)
         self.opener = OpenFlow(*args, self._install, self)
         self.runs = CompressFlow(*args, self.tree.model, self.results, self._show_results, self)
         self.saves = SaveFlow(*args, self)
+        self.cluster = ClusterLink(self.jobs, self)
+        self.cluster.statusChanged.connect(self._show_cluster_status)
+        self._show_cluster_status(self.cluster.idle_text())
         self.sweeps = SweepController(
             *args,
             self.results.sensitivity_panel,
             self.settings,
             self.tree.current_layer,
             self.results.show_sensitivity_tab,
+            self.cluster,
         )
-        self.plans = PlanFlow(*args, self.settings, self.results, self)
+        self.plans = PlanFlow(*args, self.settings, self.results, self.cluster, self)
         self.closer = CloseGuard(*args, self.saves, self.close, self)
         self.tree.details.bind(self.session)
         self.tree.set_scheme_options(
@@ -145,6 +154,12 @@ class MainWindow(QMainWindow):
         recent.aboutToShow.connect(lambda: file_menus.fill_recent(recent, self.open_model))
         file_menus.fill_demos(
             self._actions.submenus["demos"], self.action("demo").shortcut(), self.open_demo
+        )
+        # the core removes stale temporaries (of a killed save) on open, from any thread;
+        # the Log says what went, on the GUI thread
+        self.staleRemoved.connect(lambda line: self.feedback.log(f"note: {line}"))
+        self._stop_stale = on_stale_removed(
+            lambda removed: self.staleRemoved.emit(describe_removed(removed))
         )
         self._connect()
         self._restore_geometry()
@@ -183,8 +198,14 @@ class MainWindow(QMainWindow):
         self.cancel_button = QPushButton("Cancel", self)
         self.cancel_button.setToolTip("Stop after the current step; nothing is changed (Esc)")
         self.cancel_button.setEnabled(False)
+        self.cluster_label = QLabel(self)
+        self.cluster_label.setToolTip(
+            "Where sensitivity sweeps and Recommend's fidelity step evaluate (Sensitivity tab, "
+            "Run on); latency is always measured on this machine"
+        )
         bar = self.statusBar()
         bar.addWidget(self.step_label, 1)
+        bar.addPermanentWidget(self.cluster_label)
         bar.addPermanentWidget(self.progress)
         bar.addPermanentWidget(self.cancel_button)
 
@@ -257,6 +278,7 @@ class MainWindow(QMainWindow):
         settings.recommendRequested.connect(self.action("recommend").trigger)
         settings.changed.connect(lambda: self.sweeps.set_scheme(settings.scheme()))
         self.recipes.previewed.connect(self._on_previewed)
+        self.removal.changed.connect(self._on_removal_previewed)
         settings.evalBrowseRequested.connect(self.action("open_data").trigger)
         settings.trainBrowseRequested.connect(self.action("open_train").trigger)
         settings.evalClearRequested.connect(lambda: session.set_eval_data(None, None))
@@ -448,6 +470,15 @@ class MainWindow(QMainWindow):
         self.sweeps.update_prediction()
         self._check_stale()
 
+    @Slot()
+    def _on_removal_previewed(self) -> None:
+        """The removal plan is known: mark the layers that follow, say what shrinks."""
+        plan, removal = self.removal.plan, self.removal
+        self.tree.model.set_coupling(plan.followers() if plan is not None else {})
+        self.settings.set_removal_preview(removal.summary(), error=removal.error is not None)
+        if self.session.result is None and not self.jobs.busy:
+            self.results.update_planned(self._planned_rows())
+
     def _check_stale(self) -> None:
         """The result is out of date once the recipe or the data differ from its run's."""
         s = self.session
@@ -508,6 +539,12 @@ class MainWindow(QMainWindow):
     def _show_results(self, report: Report | None) -> None:
         """Tree columns, charts, table, notes and cards for a report (None: before only)."""
         self.tree.model.set_results(report.layers if report else None)
+        if report is not None and any(row.reshaped for row in report.layers):
+            zeroed = any(row.sparsity_after for row in report.layers)
+            self._widen_tree(self.tree.show_reshaped(zeroed))
+            self.tree.fit_reshaped()
+        else:
+            self.tree.restore_columns()
         current = self.tree.current_layer()
         if report:
             prunable = [info.name for info in self.session.layers if info.prunable]
@@ -515,11 +552,22 @@ class MainWindow(QMainWindow):
         else:
             self.results.show_planned(self.session.before, self._planned_rows(), current)
 
+    def _widen_tree(self, extra: int) -> None:
+        """Give the tree ``extra`` pixels from the results (which keep MIN_RESULTS)."""
+        sizes = self.splitter.sizes()
+        floor = max(MIN_RESULTS, self.results.minimumSizeHint().width())
+        take = min(extra, max(0, sizes[1] - floor))
+        if take > 0:
+            self.splitter.setSizes([sizes[0] + take, sizes[1] - take, *sizes[2:]])
+
     def _planned_rows(self) -> list[SparsityRow]:
-        """Before a run: each layer's sparsity now and, light, what the settings will prune."""
-        per_layer = not self.settings.prune_settings().is_global
-        amount = self.session.selection.effective_amount
-        return planned_rows(self.session.layers, amount if per_layer else lambda name: None)
+        """Before a run: the weights each layer keeps now and, light, what it will keep."""
+        prune = self.settings.prune_settings()
+        amount, kept = self.session.selection.effective_amount, self.removal.kept()
+        return planned_rows(
+            self.session.layers,
+            lambda name: planned_kept(amount(name), prune.removes, kept.get(name), prune.is_global),
+        )
 
     @Slot()
     def _on_save_outcome_changed(self) -> None:
@@ -583,8 +631,14 @@ class MainWindow(QMainWindow):
             event.ignore()
             return
         self.jobs.shutdown()
+        self.cluster.close()
+        self._stop_stale()
         prefs.save_window_state(self.saveGeometry(), self.saveState(), self.splitter.saveState())
         event.accept()
+
+    def _show_cluster_status(self, text: str) -> None:
+        self.cluster_label.setText(text)
+        self.cluster_label.setVisible(bool(text))
 
     def close_without_asking(self) -> None:
         self._force_close = True

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from functools import partial
+from collections.abc import Callable, Generator
 
 from PySide6.QtCore import QObject, Signal
 
@@ -25,6 +25,7 @@ from core.plan import Plan
 from core.progress import Progress
 from core.recipe import AUTO
 from core.schemes import KEEP_FLOAT
+from gui.cluster_link import ClusterLink, where_text
 from gui.feedback import Feedback
 from gui.plan_tab import chosen_line
 from gui.recipe_state import schemes_from_plan
@@ -54,6 +55,7 @@ class PlanFlow(QObject):
         feedback: Feedback,
         settings: SettingsPanel,
         results: ResultsArea,
+        link: ClusterLink,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
@@ -62,6 +64,7 @@ class PlanFlow(QObject):
         self.feedback = feedback
         self.settings = settings
         self.results = results
+        self.link = link
         self.candidates: tuple[str, ...] | None = None
         self._started = 0.0
         session.planChanged.connect(lambda: results.show_plan(session.plan))
@@ -94,11 +97,22 @@ class PlanFlow(QObject):
         self._started = time.perf_counter()
         self.feedback.log(
             f"recommend: layers {rule.layers}, types {rule.types}, max drop {rule.max_drop}, "
-            f"on {data.source}"
+            f"on {data.source}; fidelity evaluated on {where_text(self.link.address)}, every "
+            "timing on this machine"
         )
+        link = self.link
+
+        def job(should_stop: Callable[[], bool]) -> Generator[Progress, None, Plan]:
+            evaluator = yield from link.connected(should_stop, lambda m: Progress("plan", 0, 0, m))
+            return (
+                yield from tasks.plan_model(
+                    loaded, data, rule, "Recommend", should_stop=should_stop, evaluator=evaluator
+                )
+            )
+
         self.runner.start(
             "plan",
-            partial(tasks.plan_model, loaded, data, rule, "Recommend"),
+            job,
             on_progress=self._on_progress,
             on_finished=self._on_finished,
             on_cancelled=self._on_cancelled,

@@ -114,3 +114,24 @@ def save_window_state(geometry: QByteArray, state: QByteArray, splitter: QByteAr
     s.setValue("window/geometry", geometry)
     s.setValue("window/state", state)
     s.setValue("window/splitter", splitter)
+
+
+def run_on() -> str | None:
+    """Where sweeps evaluate: None for this machine, else a Ray address (``local`` too)."""
+    value = _settings().value("cluster/run_on")
+    return value if isinstance(value, str) and value.strip() else None
+
+
+def set_run_on(address: str | None) -> None:
+    if address:
+        _settings().setValue("cluster/run_on", address)
+        if address != "local":
+            _settings().setValue("cluster/address", address)
+    else:
+        _settings().remove("cluster/run_on")
+
+
+def cluster_address() -> str:
+    """The last cluster address typed (not ``local``), or an empty string."""
+    value = _settings().value("cluster/address")
+    return value if isinstance(value, str) else ""

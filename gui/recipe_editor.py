@@ -3,9 +3,10 @@
 ``RecipeEditor`` builds the one Recipe from the widgets, sets the widgets from a recipe (a
 file, the demo's, the neutral start of a new model), loads and saves recipe files, and keeps
 the preview of what the recipe will do up to date (a moment after each edit): the quantize
-settings' layers in the tree and a one-line summary under the settings. ``previewed`` fires
-after each preview, for what else follows the settings (the planned bars, the sweep's
-prediction, whether the shown result is out of date).
+settings' layers in the tree and a one-line summary under the settings, and, for a recipe
+that removes channels, a request for its removal plan (``RemovalPreview``, in the background).
+``previewed`` fires after each preview, for what else follows the settings (the planned bars,
+the sweep's prediction, whether the shown result is out of date).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from gui import prefs
 from gui.feedback import Feedback
 from gui.layer_tree_model import LayerTreeModel
 from gui.recipe_state import PruneSettings, WindowState, build_recipe, state_from_recipe
+from gui.removal_preview import RemovalPreview
 from gui.session import Session
 from gui.settings_panel import SettingsPanel
 
@@ -42,12 +44,14 @@ class RecipeEditor(QObject):
         tree_model: LayerTreeModel,
         feedback: Feedback,
         parent: QWidget,
+        removal: RemovalPreview | None = None,
     ) -> None:
         super().__init__(parent)
         self.session = session
         self.settings = settings
         self.tree_model = tree_model
         self.feedback = feedback
+        self.removal = removal
         self._parent = parent
         self._timer = QTimer(self)
         self._timer.setSingleShot(True)
@@ -57,6 +61,7 @@ class RecipeEditor(QObject):
         tree_model.checksChanged.connect(self._timer.start)
         tree_model.amountsChanged.connect(self._timer.start)
         tree_model.schemesChanged.connect(self._timer.start)
+        session.evalDataChanged.connect(self._on_data_changed)
 
     # ------------------------------------------------------------------ reading
     def state(self) -> WindowState:
@@ -175,12 +180,35 @@ class RecipeEditor(QObject):
         self._timer.start()
 
     @Slot()
+    def _on_data_changed(self) -> None:
+        if self.removal is not None:
+            self.removal.invalidate()  # the plan is traced on the evaluation data
+        self._timer.start()
+
+    def _request_removal(self) -> None:
+        """Ask for the removal plan of the checked layers when channels are to be removed."""
+        if self.removal is None or self.session.loaded is None:
+            return
+        prune = self.settings.prune_settings()
+        selection = self.session.selection
+        recipe, shape = None, None
+        if prune.removes and selection.checked_names():
+            state = WindowState(selection.checked_names(), selection.overrides(), prune)
+            try:
+                recipe = build_recipe(self.session.loaded.model, self.session.layers, state)
+                shape = self.settings.input_shape()
+            except UserError:
+                shape = None  # a bad input shape: the evaluation data, or no input at all
+        self.removal.request(recipe, shape)
+
+    @Slot()
     def update_preview(self) -> None:
         """Which layers the quantize settings select, and a one-line recipe summary."""
         loaded = self.session.loaded
         if loaded is None:
             self.settings.set_recipe_summary("")
             return
+        self._request_removal()
         done, _, params = self.session.selection.checked_summary()
         parts = []
         if done:

@@ -44,6 +44,21 @@ class PruneSettings:
     n: int | float | str = 2
     dim: int = 0
     permanent: bool = True
+    # remove_channels only; None is the recipe's default (l2, layer, no rounding)
+    importance: str | None = None
+    scope: str | None = None
+    round_to: int | None = None
+
+    @property
+    def removes(self) -> bool:
+        return choices.removes_channels(self.method)
+
+    def channel_options(self) -> dict[str, Any]:
+        """The remove_channels fields a recipe rule writes (only those set)."""
+        if not self.removes:
+            return {}
+        fields = {"importance": self.importance, "scope": self.scope, "round_to": self.round_to}
+        return {k: v for k, v in fields.items() if v is not None}
 
     @property
     def is_global(self) -> bool:
@@ -108,6 +123,7 @@ def build_recipe(model: nn.Module, layers: Sequence[LayerInfo], state: WindowSta
             common["n"] = p.n
         if choices.is_structured(p.method):
             common["dim"] = p.dim
+        common.update(p.channel_options())
         pattern, types = _selection(model, list(layers), state.checked)
         base: dict[str, Any] = {"layers": pattern}
         if types is not None:
@@ -221,7 +237,15 @@ def scheme_options(model: nn.Module, name: str) -> list[choices.LayerSchemeChoic
 
 
 def _config(rule: PruneRule) -> tuple[Any, ...]:
-    return (rule.method, rule.n, rule.dim, rule.permanent)
+    return (
+        rule.method,
+        rule.n,
+        rule.dim,
+        rule.permanent,
+        rule.importance,
+        rule.scope,
+        rule.round_to,
+    )
 
 
 def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, list[str]]:
@@ -236,10 +260,14 @@ def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, li
     if not plan:
         return state, warnings
     configs = Counter(_config(item.rule) for item in plan.values())
-    (method, n, dim, permanent), _ = configs.most_common(1)[0]
+    (method, n, dim, permanent, importance, scope, round_to), _ = configs.most_common(1)[0]
     if len(configs) > 1:
         others = sorted({item.rule.method for item in plan.values()} - {method})
-        detail = f"other methods: {', '.join(others)}" if others else "other n, dim or permanent"
+        detail = (
+            f"other methods: {', '.join(others)}"
+            if others
+            else "other n, dim, permanent, importance, scope or round_to"
+        )
         warnings.append(
             f"{recipe.source}: uses several pruning settings ({detail}); the window applies "
             f"one method to every checked layer, so all of them now use {method}"
@@ -254,7 +282,7 @@ def state_from_recipe(model: nn.Module, recipe: Recipe) -> tuple[WindowState, li
                 f"{recipe.source}: a global amount given as a count of weights cannot be "
                 f"shown; the window uses {amount:g} of all checked weights instead"
             )
-    state.prune = PruneSettings(method, amount, n, dim, permanent)
+    state.prune = PruneSettings(method, amount, n, dim, permanent, importance, scope, round_to)
     state.checked = list(plan)
     if method != choices.GLOBAL_METHOD:
         state.overrides = {

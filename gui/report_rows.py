@@ -8,7 +8,7 @@ per-layer sparsity rows and the save message.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +34,23 @@ DASH = MISSING
 def percent(value: float | None) -> str:
     """A sparsity as the tree shows it ('' when unknown)."""
     return "" if value is None else f"{100 * value:.1f}%"
+
+
+def dims_text(shape: Sequence[int] | None) -> str:
+    """A weight's shape as the tree shows it: '32\u00d716\u00d73\u00d73' ('' for none)."""
+    return "\u00d7".join(map(str, shape)) if shape else ""
+
+
+def reshaped_texts(row: LayerRow) -> tuple[str, str] | None:
+    """For a layer whose channels the run removed: its weight shape and its parameters,
+    before \u2192 after; None when its shape did not change."""
+    if not row.reshaped or not row.shape_before or not row.shape_after:
+        return None
+    after = row.parameters_after if row.parameters_after is not None else row.parameters
+    return (
+        f"{dims_text(row.shape_before)} \u2192 {dims_text(row.shape_after)}",
+        f"{row.parameters:,} \u2192 {after:,}",
+    )
 
 
 def amount_text(value: Amount) -> str:
@@ -102,6 +119,50 @@ class TableRow:
     ratio: str
     better: bool | None = None
     marks_after: bool = False
+    tip: str = ""
+
+
+def _runtime_name(runtime: str) -> str:
+    """'torch eager, 1 thread' -> 'torch'; 'onnxruntime 1.22.0 (CPU...)' -> 'onnxruntime'."""
+    return runtime.split()[0].rstrip(",") if runtime else runtime
+
+
+def runtime_label(row: Row, report: Report) -> tuple[str, str]:
+    """A latency row's label with the runtime that measured it ('Latency (median, torch)',
+    'Latency (onnxruntime)': the saved ONNX file) and its tooltip with the runtime in full (the
+    report's ``latency_runtime``, the saved ONNX file's ``onnxruntime_runtime``); other rows
+    unchanged."""
+    if row.key == "latency_ms":
+        runtime = report.after.latency_runtime or report.before.latency_runtime
+        if runtime:
+            return f"Latency (median, {_runtime_name(runtime)})", (
+                f"Median forward time of the original and of the result, both in {runtime}, "
+                "measured alternately on the same input"
+            )
+    if row.key == "onnxruntime_ms":
+        ort = report.after.onnxruntime or {}
+        runtime, torch_runtime = ort.get("onnxruntime_runtime"), ort.get("torch_runtime")
+        if runtime:
+            return f"Latency ({_runtime_name(runtime)})", (
+                f"The saved ONNX file run in {runtime}; before: the original model in "
+                f"{torch_runtime or 'torch'}, measured alternately with it"
+            )
+    return row.label, ""
+
+
+def runtimes_text(report: Report | None) -> str:
+    """Under the Metrics table: what ran each latency, in full ('' before a run or when
+    nothing was timed)."""
+    if report is None:
+        return ""
+    parts = []
+    runtime = report.after.latency_runtime or report.before.latency_runtime
+    if runtime:
+        parts.append(f"Latency in {runtime} (the original and the result)")
+    ort = report.after.onnxruntime or {}
+    if ort.get("onnxruntime_runtime"):
+        parts.append(f"the saved ONNX file in {ort['onnxruntime_runtime']}")
+    return "; ".join(parts) + "." if parts else ""
 
 
 def table_rows(report: Report | None) -> list[TableRow]:
@@ -116,7 +177,8 @@ def table_rows(report: Report | None) -> list[TableRow]:
         if row.key == "file_bytes" and row.after is None:
             after = "not saved"
         better = verdict(row, report)
-        rows.append(TableRow(row.label, row.before_text(), after, row.ratio_text(), better))
+        label, tip = runtime_label(row, report)
+        rows.append(TableRow(label, row.before_text(), after, row.ratio_text(), better, tip=tip))
     for row in report.fidelity_rows():
         before = row.before_text() if row.after is not None else DASH
         rows.append(TableRow(row.label, before, row.after_text(), DASH))
@@ -293,42 +355,51 @@ def metric_ratios(report: Report | None) -> list[float | None]:
 
 @dataclass
 class SparsityRow:
-    """One layer in the sparsity chart."""
+    """One layer in the per-layer chart, which shows the weights each layer keeps: the
+    fraction of the original weight's elements held non-zero, so zeroed weights and removed
+    channels both count as gone (``LayerRow.kept_after``)."""
 
     name: str
     type: str
-    before: float
-    after: float | None
+    before: float  # kept in the original (1 - its sparsity)
+    after: float | None  # kept after the run (None: no run yet)
     detail: str = ""
-    planned: float | None = None  # before a run: the amount the settings will prune
+    planned: float | None = None  # before a run: what the settings will keep
 
 
 def layer_detail(row: LayerRow) -> str:
-    """The sparsity chart's tooltip lines for one report row: what was done to the layer."""
+    """The chart's tooltip lines for one report row: what was done to the layer."""
     parts = []
     if row.pruning:
         amount = row.prune_amount
         parts.append(
             f"pruned: {row.pruning}" + (f" {amount_text(amount)}" if amount is not None else "")
         )
+    texts = reshaped_texts(row)
+    if texts is not None:
+        parts.append(f"weight {texts[0]}")
+        parts.append(f"{texts[1]} parameters")
+    else:
+        parts.append(f"{row.parameters:,} parameters")
+    if row.sparsity_after is not None:
+        parts.append(f"{percent(row.sparsity_after)} of what it holds are zeros")
     if row.quantization:
         parts.append(f"quantized: {row.quantization}")
     if row.skipped:
         parts.append(f"skipped: {row.skipped}")
-    parts.append(f"{row.parameters:,} parameters")
     return "\n".join(parts)
 
 
 def sparsity_rows(report: Report, prunable: Iterable[str] | None = None) -> list[SparsityRow]:
-    """The sparsity chart after a run: one row per report layer (only the ``prunable``
-    ones when given: a BatchNorm has no pruning to show)."""
+    """The chart after a run: one row per report layer (only the ``prunable`` ones when
+    given: a BatchNorm has no pruning to show) with the weights it keeps before and after."""
     keep = set(prunable) if prunable is not None else None
     return [
         SparsityRow(
             row.name,
             row.type,
-            row.sparsity_before or 0.0,
-            row.sparsity_after if row.sparsity_after is not None else 0.0,
+            row.kept_before if row.kept_before is not None else 1.0,
+            row.kept_after if row.kept_after is not None else 1.0,
             layer_detail(row),
         )
         for row in report.layers
@@ -337,19 +408,30 @@ def sparsity_rows(report: Report, prunable: Iterable[str] | None = None) -> list
 
 
 def planned_rows(
-    layers: Iterable[LayerInfo], planned_amount: Callable[[str], Amount | None]
+    layers: Iterable[LayerInfo], planned_kept: Callable[[str], float | None]
 ) -> list[SparsityRow]:
-    """Before a run: each layer's sparsity now and, light, the fraction the settings will
-    prune (``planned_amount``; None or a count of weights draws no planned bar)."""
+    """Before a run: the weights each layer keeps now and, light, what it will keep
+    (``planned_kept``: None draws no planned bar)."""
     rows = []
     for info in layers:
         if info.sparsity is None or not info.prunable:
             continue
-        amount = planned_amount(info.name)
-        planned = amount if isinstance(amount, float) else None
         name = info.name or "(model)"
-        rows.append(SparsityRow(name, info.type, info.sparsity, None, "", planned))
+        planned = planned_kept(info.name)
+        rows.append(SparsityRow(name, info.type, 1.0 - info.sparsity, None, "", planned))
     return rows
+
+
+def planned_kept(
+    amount: Amount | None, removes: bool, estimate: float | None, is_global: bool = False
+) -> float | None:
+    """What one layer will keep: ``1 - amount`` for zeroed weights (a fraction, per layer),
+    the removal plan's ``estimate`` where channels go (checked or coupled), else nothing."""
+    if removes:
+        return estimate
+    if is_global or not isinstance(amount, float):
+        return None
+    return 1.0 - amount
 
 
 # ------------------------------------------------------------------ runs and saves

@@ -54,18 +54,23 @@ class MetricsTable(QTableWidget):
         self.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 8)
         self.set_report(None)
 
-    def _cell(self, row: int, col: int, text: str, color: str | None = None) -> None:
+    def _cell(self, row: int, col: int, text: str, color: str | None = None, tip: str = "") -> None:
         item = QTableWidgetItem(text)
         if col > 0:
             item.setTextAlignment(Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
         if color:
             item.setForeground(QColor(color))
+        if tip:
+            item.setToolTip(tip)
         self.setItem(row, col, item)
 
     def set_report(self, report: Report | None) -> None:
-        """Show a report's numbers (None: before any run, dashes)."""
-        for r, row in enumerate(table_rows(report)):
-            self._cell(r, 0, row.label)
+        """Show a report's numbers (None: before any run, dashes); a latency row names the
+        runtime that measured it."""
+        rows = table_rows(report)
+        self.setRowCount(len(rows))
+        for r, row in enumerate(rows):
+            self._cell(r, 0, row.label, tip=row.tip)
             self._cell(r, 1, row.before)
             color = better_color(row.better)
             self._cell(r, 2, row.after, color if row.marks_after else None)

@@ -14,7 +14,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtGui import QFont
+from PySide6.QtGui import QFont, QPalette
 from PySide6.QtWidgets import QLabel, QPlainTextEdit, QSplitter, QTabWidget, QVBoxLayout, QWidget
 
 from core.plan import Plan
@@ -22,7 +22,7 @@ from core.report import Report
 from gui.charts import ChartFrame, MetricsChart, SparsityChart
 from gui.loss_chart import LossChart
 from gui.plan_tab import PlanPanel
-from gui.report_rows import SparsityRow, fidelity_warning, sparsity_rows
+from gui.report_rows import SparsityRow, fidelity_warning, runtimes_text, sparsity_rows
 from gui.results import MetricsTable, NotesLabel, SummaryCards
 from gui.sensitivity_panel import SensitivityPanel
 
@@ -63,12 +63,21 @@ class ResultsArea(QWidget):
         self.sparsity_chart = SparsityChart(self)
         self.metrics_chart = MetricsChart(self)
         self.metrics_table = MetricsTable(self)
+        self.runtimes = QLabel(self)
+        self.runtimes.setWordWrap(True)
+        palette = self.runtimes.palette()
+        palette.setColor(
+            QPalette.ColorRole.WindowText, palette.color(QPalette.ColorRole.PlaceholderText)
+        )
+        self.runtimes.setPalette(palette)
+        self.runtimes.setVisible(False)
         self.notes = NotesLabel(self)
         metrics_page = QSplitter(Qt.Orientation.Vertical, self)
         lower = QWidget(metrics_page)
         lower_layout = QVBoxLayout(lower)
         lower_layout.setContentsMargins(0, 0, 0, 0)
         lower_layout.addWidget(self.metrics_table, 1)
+        lower_layout.addWidget(self.runtimes)
         lower_layout.addWidget(self.notes)
         metrics_page.addWidget(self.metrics_chart)
         metrics_page.addWidget(lower)
@@ -90,7 +99,7 @@ class ResultsArea(QWidget):
 
         self.tabs = QTabWidget(self)
         self.tabs.setDocumentMode(True)
-        self.tabs.addTab(self.sparsity_chart, "Sparsity")
+        self.tabs.addTab(self.sparsity_chart, "Weights kept")
         self.tabs.addTab(metrics_page, "Metrics")
         self.tabs.addTab(self.sensitivity_panel, "Sensitivity")
         self.tabs.addTab(self.plan_panel, "Plan")
@@ -139,7 +148,7 @@ class ResultsArea(QWidget):
         self.sparsity_chart.set_rows(sparsity_rows(report, prunable))
         self.sparsity_chart.highlight(current_layer)
         self.metrics_chart.set_report(report)
-        self.metrics_table.set_report(report)
+        self.update_table(report)
         self.notes.set_notes(list(report.notes))
         self.cards.show_report(before, report)
         warning = fidelity_warning(report)
@@ -154,7 +163,7 @@ class ResultsArea(QWidget):
         self.sparsity_chart.set_rows(rows)
         self.sparsity_chart.highlight(current_layer)
         self.metrics_chart.set_report(None)
-        self.metrics_table.set_report(None)
+        self.update_table(None)
         self.notes.set_notes([])
         self.cards.show_report(before, None)
         self.warning_banner.setVisible(False)
@@ -178,9 +187,13 @@ class ResultsArea(QWidget):
         """The planned bars again, after the selection or the settings changed."""
         self.sparsity_chart.set_rows(rows)
 
-    def update_table(self, report: Report) -> None:
-        """The table again (a save added the file size and the round trip)."""
+    def update_table(self, report: Report | None) -> None:
+        """The table and what ran each latency (again after a save: the file's size, its
+        round trip and, for ONNX, its latency in ONNX Runtime)."""
         self.metrics_table.set_report(report)
+        text = runtimes_text(report)
+        self.runtimes.setText(text)
+        self.runtimes.setVisible(bool(text))
 
     def highlight(self, name: str | None) -> None:
         """Mark the tree's current layer in the sparsity and sensitivity charts."""

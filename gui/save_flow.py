@@ -1,9 +1,13 @@
 """Writing files: the compressed model (in the background, atomically, then reloaded and run
 to check the round trip), the JSON report with its chart images, and single chart images.
 
-Saving asks before it replaces a file, and refuses to replace the model that was opened unless
-the user confirms it (never when nobody is watching). A failed or cancelled save leaves
-nothing behind.
+Saving the model is two steps: the format (``SaveFormatDialog``: every format with its
+predicted size, those that cannot hold the result greyed with the reason), then the file. A
+file name whose extension belongs to one format only (.onnx, .pt2...) forces that format; a
+format that cannot hold the result is refused with the reason before any work starts. Saving
+asks before it replaces a file, and refuses to replace the model that was opened unless the
+user confirms it (never when nobody is watching). A failed or cancelled save leaves nothing
+behind.
 """
 
 from __future__ import annotations
@@ -18,15 +22,18 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 
 from core import tasks
 from core.atomic import atomic_write_bytes
-from core.errors import SaveError, UserError
-from core.formats import default_format
-from core.saving import SaveOutcome
-from gui import prefs
-from gui.choices import SAVE_FILTERS, SAVE_SUFFIX
+from core.errors import SaveError, UnsupportedError, UserError
+from core.formats import Saving
+from core.saving import SaveOutcome, check_format, default_option
+from gui import dialogs, prefs
+from gui.choices import SAVE_FILTERS, SAVE_SUFFIX, format_for_suffix
 from gui.feedback import Feedback, Question
 from gui.report_rows import save_message
+from gui.save_dialog import SaveFormatDialog
 from gui.session import Session
 from gui.worker import JobRunner
+
+ALL_FILES = "All files (*)"
 
 
 def png_bytes(pixmap: Any) -> bytes:
@@ -81,29 +88,21 @@ class SaveFlow(QObject):
 
     # ------------------------------------------------------------------ the model
     def save_dialog(self) -> None:
-        """Ask where (and in which format) to save the compressed model, then save it."""
+        """Ask in which format and where to save the compressed model, then save it."""
         session = self.session
         loaded, result = session.loaded, session.result
         if result is None or loaded is None or self.runner.busy:
             return
-        if result.eval_data is None:
-            self.feedback.error(
-                SaveError(
-                    "the saved file is reloaded and run to check it: choose evaluation data or an "
-                    "input shape, then compress again"
-                )
-            )
+        fmt = self.choose_format()
+        if fmt is None:
             return
-        fmt = default_format(loaded.format)
-        if fmt not in SAVE_FILTERS:
-            fmt = "state_dict"
         stem = loaded.path.stem if loaded.format != "demo" and loaded.path else "demo"
         start = str(Path(prefs.last_folder("save")) / f"{stem}-compressed{SAVE_SUFFIX[fmt]}")
         path, chosen = QFileDialog.getSaveFileName(
             self._parent,
             "Save Compressed Model",
             start,
-            ";;".join(SAVE_FILTERS.values()),
+            f"{SAVE_FILTERS[fmt]};;{ALL_FILES}",
             SAVE_FILTERS[fmt],
         )
         if not path:
@@ -114,13 +113,57 @@ class SaveFlow(QObject):
             target = target.with_name(target.name + SAVE_SUFFIX[fmt])
             if target.exists() and not self.feedback.confirm(overwrite_question(target)):
                 return
+        forced = format_for_suffix(target.suffix)
+        if forced is not None and forced != fmt:
+            self.feedback.log(f"{target.name}: the {target.suffix} extension saves as {forced}")
+            fmt = forced
         self.save(target, fmt)
 
+    def choose_format(self) -> str | None:
+        """The format dialog's answer (None: cancelled); it starts on one that can hold the
+        result."""
+        session = self.session
+        if session.loaded is None or session.result is None:
+            return None
+        options = session.save_formats
+        if not options:  # no list (a result from elsewhere): the file dialog's filters decide
+            return "state_dict"
+        dialog = SaveFormatDialog(
+            options,
+            default_option(options, session.loaded.format),
+            session.result.report.before.state_dict_bytes or None,
+            self._parent,
+        )
+        accepted = dialogs.run_box(dialog) == SaveFormatDialog.DialogCode.Accepted
+        return dialog.chosen() if accepted else None
+
+    def refusal(self, target: Path, fmt: str) -> UserError | None:
+        """Why the result cannot be saved as ``fmt`` at ``target`` (asked before any work:
+        the format's own check with this very file name), or None."""
+        result = self.session.result
+        if result is None:
+            return SaveError("nothing to save: compress first")
+        sidecar, int8 = result.sidecar, result.export_int8
+        try:
+            check_format(Saving(result.model, target, sidecar=sidecar, export_int8=int8), fmt)
+        except UserError as exc:
+            return exc
+        known = next((o for o in self.session.save_formats if o.name == fmt), None)
+        if known is not None and known.reason is not None:  # e.g. no input to trace it on
+            return UnsupportedError(f"{target.name}: {known.reason}")
+        return None
+
     def save(self, target: Path, fmt: str) -> None:
-        """Save the last result (atomically, then reloaded and run) in the background."""
+        """Save the last result (atomically, then reloaded and run) in the background; a
+        format that cannot hold it is refused first, with the reason."""
         session = self.session
         loaded, result = session.loaded, session.result
-        if result is None or loaded is None or result.eval_data is None:
+        if result is None or loaded is None:
+            return
+        refused = self.refusal(target, fmt)
+        if refused is not None:
+            self.feedback.status("Not saved: the format cannot hold this result")
+            self.feedback.error(refused)
             return
         force = False
         if loaded.path is not None and loaded.format != "demo" and target.exists():

@@ -112,6 +112,8 @@ class SensitivityHeatmap(ChartFrame):
         """Add (or update) these layers' rows, in arrival order."""
         by_name = {row["name"]: i for i, row in enumerate(self._rows)}
         for row in rows:
+            if row.get("failed"):
+                continue  # no cells: a row of zeros would read as "no drop"
             if row["name"] in by_name:
                 self._rows[by_name[row["name"]]] = dict(row)
             else:

@@ -16,6 +16,7 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtWidgets import (
     QButtonGroup,
     QCheckBox,
+    QComboBox,
     QCompleter,
     QDoubleSpinBox,
     QGridLayout,
@@ -31,6 +32,8 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from core.cluster import LOCAL
+from core.errors import RecipeError
 from core.sensitivity import DEFAULT_AMOUNTS
 from gui.layer_selection import name_matcher
 from gui.sensitivity_heatmap import SensitivityHeatmap
@@ -46,6 +49,7 @@ class SensitivityPanel(QWidget):
     runRequested = Signal()
     targetChanged = Signal()  # the slider or the max drop moved: reallocate
     layerFound = Signal(str)  # the search box found this layer
+    runOnChanged = Signal()  # "Run on" changed: this machine, local Ray or a cluster
 
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -77,7 +81,13 @@ class SensitivityPanel(QWidget):
         settings_grid.addWidget(self.subset_spin, 0, 3)
         settings_grid.addWidget(self.quantize_check, 1, 0, 1, 2)
         settings_grid.addWidget(self.run_button, 1, 2, 1, 2, Qt.AlignmentFlag.AlignRight)
+        settings_grid.addWidget(QLabel("Run on:", self), 2, 0)
+        settings_grid.addLayout(self._build_run_on(), 2, 1, 1, 3)
         settings_grid.setColumnStretch(1, 1)
+        self.failed_label = QLabel(self)
+        self.failed_label.setWordWrap(True)
+        self.failed_label.setStyleSheet("color: #b3261e;")
+        self.failed_label.setVisible(False)
 
         self.chart = SensitivityChart(self)
         self.heatmap = SensitivityHeatmap(self)
@@ -164,6 +174,7 @@ class SensitivityPanel(QWidget):
         layout.setSpacing(4)
         layout.addLayout(settings_grid)
         layout.addLayout(view_row)
+        layout.addWidget(self.failed_label)
         layout.addWidget(self.views, 1)
         layout.addLayout(target_grid)
 
@@ -176,6 +187,81 @@ class SensitivityPanel(QWidget):
         self.drop_spin.valueChanged.connect(self._on_target_moved)
         self._show_target_value()
         self.set_has_result(False)
+
+    def _build_run_on(self) -> QHBoxLayout:
+        self.run_on_combo = QComboBox(self)
+        self.run_on_combo.addItem("This machine", None)
+        self.run_on_combo.addItem("Ray, local instance", LOCAL)
+        self.run_on_combo.addItem("Ray cluster at", "cluster")
+        where = (
+            "Where the sweep's evaluations (accuracy, fidelity) run, one Ray task per layer: "
+            "this machine; a Ray instance started on this machine; or a Ray cluster (the head "
+            "node's HOST:PORT). Recommend's fidelity step runs there too. Latency is always "
+            "measured on this machine: it is the machine the plan is for. Ray comes with "
+            "the cluster extra: pip install 'secateur[cluster]'"
+        )
+        self.run_on_combo.setToolTip(where)
+        self.address_edit = QLineEdit(self)
+        self.address_edit.setPlaceholderText("HOST:PORT of the head node")
+        self.address_edit.setToolTip(where)
+        self.address_edit.setClearButtonEnabled(True)
+        self.run_on_combo.currentIndexChanged.connect(self._on_run_on_chosen)
+        self.address_edit.editingFinished.connect(self.runOnChanged)
+        row = QHBoxLayout()
+        row.setSpacing(6)
+        row.addWidget(self.run_on_combo)
+        row.addWidget(self.address_edit, 1)
+        self._on_run_on_chosen()
+        return row
+
+    def _on_run_on_chosen(self) -> None:
+        cluster = self.run_on_combo.currentData() == "cluster"
+        self.address_edit.setVisible(cluster)
+        if cluster and not self.address_edit.text():
+            self.address_edit.setFocus()
+        self.runOnChanged.emit()
+
+    def run_on(self) -> str | None:
+        """None for this machine, ``local``, or the cluster's address; RecipeError when
+        a cluster is chosen without one."""
+        chosen = self.run_on_combo.currentData()
+        if chosen != "cluster":
+            return chosen
+        address = self.address_edit.text().strip()
+        if not address:
+            raise RecipeError("Run on: give the Ray cluster's address (HOST:PORT of the head)")
+        return address
+
+    def set_run_on(self, address: str | None, last_cluster: str = "") -> None:
+        """Show this choice (from the preferences) without asking to apply it."""
+        self.blockSignals(True)
+        try:
+            if address is None or address == LOCAL:
+                self.run_on_combo.setCurrentIndex(self.run_on_combo.findData(address))
+                self.address_edit.setText(last_cluster)
+            else:
+                self.run_on_combo.setCurrentIndex(self.run_on_combo.findData("cluster"))
+                self.address_edit.setText(address)
+        finally:
+            self.blockSignals(False)
+        self.address_edit.setVisible(self.run_on_combo.currentData() == "cluster")
+
+    def set_failed(self, rows: list[dict[str, Any]]) -> None:
+        """Name the layers whose evaluation failed (they have no curve, no heatmap row,
+        and the slider leaves them out)."""
+        if not rows:
+            self.failed_label.setVisible(False)
+            self.failed_label.clear()
+            return
+        n = len(rows)
+        first = rows[0]
+        self.failed_label.setText(
+            f"\u2717 {n} layer{'s' * (n != 1)} failed to evaluate (no curve; the slider "
+            f"leaves {'them' if n != 1 else 'it'} out): {first['name']}: {first['failed']}"
+            + (f"; and {n - 1} more (hover)" if n > 1 else "")
+        )
+        self.failed_label.setToolTip("\n".join(f"{r['name']}: {r['failed']}" for r in rows))
+        self.failed_label.setVisible(True)
 
     # ---------------------------------------------------------------- settings
     def set_scheme(self, scheme: str, label: str) -> None:

@@ -263,6 +263,8 @@ class SensitivityChart(ChartFrame):
         redrawn: a curve keeps its colour (fixed by its arrival) and its style."""
         added = False
         for row in rows:
+            if row.get("failed"):
+                continue  # no points: the panel names it above the views
             name = str(row["name"])
             if name not in self._rows:
                 self._colors[name] = curve_color(len(self._rows))

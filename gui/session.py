@@ -23,7 +23,7 @@ from core.inventory import LayerInfo
 from core.loading import LoadedModel
 from core.plan import Plan
 from core.recipe import Recipe
-from core.saving import SaveOutcome
+from core.saving import FormatOption, SaveOutcome
 from core.tasks import Opened
 from gui.layer_selection import Kind, LayerSelection, layer_kinds
 
@@ -63,6 +63,7 @@ class Session(QObject):
         self.result_recipe: Recipe | None = None
         self.result_inputs: tuple[Any, ...] | None = None  # what it measured on
         self.save_outcome: SaveOutcome | None = None
+        self.save_formats: list[FormatOption] = []  # the result's formats, sizes, refusals
         self.sweep: dict[str, Any] | None = None  # the last sweep's data ("partial": cancelled)
         self.sweep_cached = False
         self.plan: Plan | None = None
@@ -111,10 +112,16 @@ class Session(QObject):
         self.trainDataChanged.emit()
 
     def set_result(
-        self, result: CompressionResult, recipe: Recipe | None, inputs: tuple[Any, ...] = ()
+        self,
+        result: CompressionResult,
+        recipe: Recipe | None,
+        inputs: tuple[Any, ...] = (),
+        formats: list[FormatOption] | None = None,
     ) -> None:
-        """A finished compression (``inputs``: what it measured on): shown, not saved yet."""
+        """A finished compression (``inputs``: what it measured on; ``formats``: the save
+        formats that can hold it, with the predicted sizes): shown, not saved yet."""
         self.result, self.result_recipe, self.result_inputs = result, recipe, inputs
+        self.save_formats = list(formats or [])
         self.set_stale(False)
         self.resultChanged.emit()
         self.set_save_outcome(None)
@@ -122,6 +129,7 @@ class Session(QObject):
 
     def clear_result(self) -> None:
         self.result, self.result_recipe, self.result_inputs = None, None, None
+        self.save_formats = []
         self.set_stale(False)
         self.resultChanged.emit()
         self.set_save_outcome(None)

@@ -42,9 +42,13 @@ from core.schemes import KEEP_FLOAT
 from gui import choices
 from gui.choices import (
     BACKENDS,
+    CHANNEL_SCOPES_SHOWN,
+    DEFAULT_CHANNEL_SCOPE,
+    DEFAULT_IMPORTANCE,
     FINETUNE_LOSSES,
     GLOBAL_METHOD,
     GRANULARITIES,
+    IMPORTANCES_SHOWN,
     METHODS,
     NORMS,
     SCHEMES,
@@ -215,6 +219,22 @@ class SettingsPanel(QWidget):
         self.dim_spin = QSpinBox(box)
         self.dim_spin.setRange(0, 4)
         self.dim_spin.setToolTip("Weight dimension of the channels: 0 = output channels")
+        # remove_channels: how channels are ranked, per layer or across layers, rounding
+        self.importance_box = _combo(IMPORTANCES_SHOWN, box)
+        self.importance_box.setToolTip("How the channels to remove are chosen (importance)")
+        _select(self.importance_box, DEFAULT_IMPORTANCE)
+        self.channel_scope_box = _combo(CHANNEL_SCOPES_SHOWN, box)
+        self.channel_scope_box.setToolTip(
+            "Rank the channels in each layer, or in one ranking across the checked layers (scope)"
+        )
+        _select(self.channel_scope_box, DEFAULT_CHANNEL_SCOPE)
+        self.round_spin = QSpinBox(box)
+        self.round_spin.setRange(1, 4096)
+        self.round_spin.setSpecialValueText("off")
+        self.round_spin.setToolTip(
+            "Keep each layer's channel count a multiple of this (e.g. 8 for SIMD kernels); "
+            "off keeps any count (round_to)"
+        )
         self.keep_masks = QCheckBox("Keep pruning masks", box)
         self.keep_masks.setToolTip(
             "Off (default): the saved file holds plain weights with zeros. On: it keeps "
@@ -224,14 +244,21 @@ class SettingsPanel(QWidget):
         self.amount_hint.setText(
             "Per-layer amounts: double-click the Amount column of a checked layer."
         )
+        self.removal_preview = _dim_label(box)
+        self.removal_preview.setTextFormat(Qt.TextFormat.PlainText)
+        self.removal_preview.setVisible(False)
         form = QFormLayout(box)
         form.addRow("Scope:", scope_row)
         form.addRow("Method:", self.method_box)
         form.addRow("Amount:", amount_row)
         form.addRow("Norm (n):", self.norm_box)
         form.addRow("Dimension:", self.dim_spin)
+        form.addRow("Importance:", self.importance_box)
+        form.addRow("Rank:", self.channel_scope_box)
+        form.addRow("Round to:", self.round_spin)
         form.addRow(self.keep_masks)
         form.addRow(self.amount_hint)
+        form.addRow(self.removal_preview)
         self._prune_form = form
 
         self.amount_slider.valueChanged.connect(self._on_slider)
@@ -242,6 +269,9 @@ class SettingsPanel(QWidget):
             self.norm_box.currentTextChanged,
             self.dim_spin.valueChanged,
             self.keep_masks.toggled,
+            self.importance_box.currentIndexChanged,
+            self.channel_scope_box.currentIndexChanged,
+            self.round_spin.valueChanged,
         ):
             signal.connect(self._emit_changed)
 
@@ -383,11 +413,22 @@ class SettingsPanel(QWidget):
         self._prune_form.setRowVisible(
             self.dim_spin, choices.is_structured(method) and not is_global
         )
-        self.amount_hint.setText(
-            "Global: one threshold over all checked layers; per-layer amounts do not apply."
-            if is_global
-            else "Per-layer amounts: double-click the Amount column of a checked layer."
-        )
+        removes = choices.removes_channels(method) and not is_global
+        for widget in (self.importance_box, self.channel_scope_box, self.round_spin):
+            self._prune_form.setRowVisible(widget, removes)
+        # removing channels leaves no mask to keep
+        self._prune_form.setRowVisible(self.keep_masks, not removes)
+        self.removal_preview.setVisible(removes and bool(self.removal_preview.text()))
+        if is_global:
+            hint = "Global: one threshold over all checked layers; per-layer amounts do not apply."
+        elif removes:
+            hint = (
+                "Amount: the fraction of each checked layer's output channels that goes; "
+                "double-click the Amount column for a per-layer amount."
+            )
+        else:
+            hint = "Per-layer amounts: double-click the Amount column of a checked layer."
+        self.amount_hint.setText(hint)
         self._emit_changed()
 
     @Slot()
@@ -425,12 +466,20 @@ class SettingsPanel(QWidget):
         norm: int | float | str = self.norm_box.currentText()
         if isinstance(norm, str) and norm.lstrip("-").isdigit():
             norm = int(norm)
+        method = GLOBAL_METHOD if is_global else self.method_box.currentData()
+        removes = choices.removes_channels(method)
+        importance = self.importance_box.currentData()
+        scope = self.channel_scope_box.currentData()
+        round_to = self.round_spin.value()
         return PruneSettings(
-            method=GLOBAL_METHOD if is_global else self.method_box.currentData(),
+            method=method,
             amount=round(self.amount_spin.value() / 100, 4),
             n=norm,
             dim=self.dim_spin.value(),
-            permanent=not self.keep_masks.isChecked(),
+            permanent=removes or not self.keep_masks.isChecked(),
+            importance=importance if removes and importance != DEFAULT_IMPORTANCE else None,
+            scope=scope if removes and scope != DEFAULT_CHANNEL_SCOPE else None,
+            round_to=round_to if removes and round_to > 1 else None,
         )
 
     def finetune(self) -> Finetune | None:
@@ -499,6 +548,9 @@ class SettingsPanel(QWidget):
             self.norm_box.setCurrentText(str(prune.n))
             self.dim_spin.setValue(prune.dim)
             self.keep_masks.setChecked(not prune.permanent)
+            _select(self.importance_box, prune.importance or DEFAULT_IMPORTANCE)
+            _select(self.channel_scope_box, prune.scope or DEFAULT_CHANNEL_SCOPE)
+            self.round_spin.setValue(prune.round_to or 1)
         finally:
             self._updating = False
         self._on_method_changed()
@@ -541,6 +593,13 @@ class SettingsPanel(QWidget):
     def set_scheme(self, scheme: str) -> None:
         """Choose the panel's scheme (after a plan: keep float, the plan is per layer)."""
         _select(self.scheme_box, scheme)
+
+    def set_removal_preview(self, text: str, error: bool = False) -> None:
+        """What removing channels will shrink ('' hides it), or why it cannot (red)."""
+        self.removal_preview.setStyleSheet("color: #c0392b;" if error else "")
+        self.removal_preview.setText(text)
+        removes = choices.removes_channels(self.prune_settings().method)
+        self.removal_preview.setVisible(bool(text) and removes)
 
     def set_quant_preview(self, text: str, error: bool = False) -> None:
         self.quant_preview.setStyleSheet("color: #c0392b;" if error else "")

@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
-from functools import partial
+from collections.abc import Callable, Generator
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -18,7 +17,8 @@ from core import tasks
 from core.data import Dataset, random_data
 from core.errors import RecipeError, UserError
 from core.sensitivity import SweepEvent, SweepResult, SweepSettings, allocate, predicted
-from gui import choices
+from gui import choices, prefs
+from gui.cluster_link import ClusterLink, where_text
 from gui.feedback import Feedback
 from gui.recipe_state import PruneSettings, selection_patterns
 from gui.sensitivity_panel import SensitivityPanel
@@ -52,6 +52,7 @@ class SweepController(QObject):
         settings: SettingsPanel,
         current_layer: Callable[[], str | None],
         show_tab: Callable[[], None],
+        link: ClusterLink,
     ) -> None:
         super().__init__(panel)
         self.session = session
@@ -66,6 +67,9 @@ class SweepController(QObject):
         self._before: tuple[dict[str, Any] | None, bool] = (None, False)
         self._started = 0.0
         self._partial: dict[str, Any] = {}  # the running sweep's finished layers, meta
+        self.link = link
+        panel.set_run_on(link.address, prefs.cluster_address())
+        panel.runOnChanged.connect(self._on_run_on_changed)
         panel.runRequested.connect(self.run)
         panel.targetChanged.connect(self.apply_target)
         session.sweepChanged.connect(self._on_sweep_changed)
@@ -107,6 +111,12 @@ class SweepController(QObject):
             )
         return random_data(shape)
 
+    def _on_run_on_changed(self) -> None:
+        try:
+            self.link.set_address(self.panel.run_on())
+        except UserError:
+            pass  # a cluster without its address yet: said when a sweep is asked for
+
     def set_scheme(self, scheme: str) -> None:
         """The settings panel's scheme, for "Also quantize alone"."""
         self.panel.set_scheme(scheme, choices.scheme_label(scheme))
@@ -124,6 +134,7 @@ class SweepController(QObject):
         try:
             settings = self.sweep_settings()
             data = self._data()
+            self.link.set_address(self.panel.run_on())
         except UserError as exc:
             self.feedback.error(exc)
             return
@@ -144,11 +155,25 @@ class SweepController(QObject):
         self.chart.clear("Measuring\u2026 each layer's curve appears as it finishes")
         self.heatmap.clear("Measuring\u2026 each layer's row appears as it finishes")
         self.panel.set_has_result(False)
+        self.panel.set_failed([])
         self._show_tab()
-        self.feedback.log(f"sensitivity: {json.dumps(settings.key())} on {data.source}")
+        self.feedback.log(
+            f"sensitivity: {json.dumps(settings.key())} on {data.source}, evaluated on "
+            + where_text(self.link.address)
+        )
+        link = self.link
+
+        def job(should_stop: Callable[[], bool]) -> Generator[SweepEvent, None, SweepResult]:
+            evaluator = yield from link.connected(should_stop, lambda m: SweepEvent(0, 0, m))
+            return (
+                yield from tasks.sweep_model(
+                    loaded, data, settings, should_stop=should_stop, evaluator=evaluator
+                )
+            )
+
         self.runner.start(
             "sensitivity",
-            partial(tasks.sweep_model, loaded, data, settings),
+            job,
             on_progress=self._on_progress,
             on_finished=self._on_finished,
             on_cancelled=self._on_cancelled,
@@ -168,20 +193,30 @@ class SweepController(QObject):
             self.heatmap.add_layers(layers)
             self._partial["layers"].extend(layers)
             for row in layers:
-                self.feedback.log(f"sensitivity: {row['name']} done")
+                if row.get("failed"):
+                    self.feedback.log(f"sensitivity: {row['name']} failed: {row['failed']}")
+                else:
+                    self.feedback.log(f"sensitivity: {row['name']} done")
+            failed = [r for r in self._partial["layers"] if r.get("failed")]
+            if failed:
+                self.panel.set_failed(failed)
 
     def _on_finished(self, result: SweepResult) -> None:
         seconds = time.perf_counter() - self._started
         self.session.set_sweep(result.data, result.cached)
         n = len(result.data["layers"])
+        failed = sum(1 for r in result.data["layers"] if r.get("failed"))
         where = "from the cache" if result.cached else f"in {seconds:.1f} s"
         self.feedback.log(
             f"sensitivity: {n} layers {where}"
             + (f" ({result.cache_path})" if result.cache_path else "")
         )
+        for note in result.notes:
+            self.feedback.log(f"sensitivity: {note}")
         self.feedback.status(
-            f"Sensitivity of {n} layer{'s' * (n != 1)} {where}: move the target slider to "
-            "get per-layer amounts"
+            f"Sensitivity of {n} layer{'s' * (n != 1)} {where}"
+            + (f" ({failed} failed: see above the curves)" if failed else "")
+            + ": move the target slider to get per-layer amounts"
         )
         self.finished.emit(result)
 
@@ -193,7 +228,8 @@ class SweepController(QObject):
             n = len(done)
             self.feedback.log(
                 f"sensitivity sweep cancelled after {n} layer{'s' * (n != 1)}: their curves "
-                "are kept (not cached: only a complete sweep is); the model is unchanged"
+                "are kept and cached (a sweep with the same settings measures only the rest); "
+                "the model is unchanged"
             )
             self.feedback.status(
                 f"Sensitivity sweep cancelled: the {n} finished layer{'s' * (n != 1)} "
@@ -219,14 +255,16 @@ class SweepController(QObject):
             self.heatmap.clear()
             self.panel.set_has_result(False)
             self.panel.set_layer_names([])
+            self.panel.set_failed([])
             return
         samples = (data.get("data") or {}).get("samples")
         note = metric_label(data["metric"]) + (f", {samples:,} samples" if samples else "")
         if data.get("partial"):
-            note += f"; cancelled after {len(data['layers'])} layers (kept, not cached)"
+            note += f"; cancelled after {len(data['layers'])} layers (kept and cached)"
         amounts = (data.get("settings") or {}).get("amounts", [])
         self.chart.set_result(data, cached, note)
         self.heatmap.set_result(data)
+        self.panel.set_failed([r for r in data["layers"] if r.get("failed")])
         self.panel.set_layer_names([row["name"] for row in data["layers"]])
         self.chart.set_state_tip(
             f"method {data.get('method', '')}, amounts "

@@ -20,6 +20,12 @@ are never coalesced away: every ``event.layer`` arrives in ``progress``'s list, 
 ``event.loss`` (one per fine-tune epoch) in ``losses``, just before. Cancel sets a flag
 the generator polls between steps (the core raises ``Cancelled``). Starting a job while one
 runs cancels the running one first and starts the new one when it has stopped.
+
+A *background* job (``background``) is a quiet one, such as the preview of which layers a
+recipe will shrink: it runs on the same worker thread, in turn with the others (so it never
+competes with a compression's latency measurement), never makes the runner busy and emits no
+signal; only its own callbacks hear of it. A newer background job of the same name stops an
+older one that has not finished, whose outcome is then dropped.
 """
 
 from __future__ import annotations
@@ -173,6 +179,7 @@ class JobRunner(QObject):
         super().__init__(parent)
         self._job: _Job | None = None
         self._queued: _Job | None = None
+        self._background: dict[str, _Job] = {}
         self._thread: QThread | None = None
         self._worker: _Worker | None = None
 
@@ -232,6 +239,28 @@ class JobRunner(QObject):
         self._ensure_thread()
         self._submit.emit(_Job("prepare", factory))
 
+    def background(
+        self,
+        name: str,
+        factory: JobFactory,
+        *,
+        on_finished: Callable[[Any], None] = _ignore,
+        on_failed: Callable[[BaseException, str], None] = _ignore,
+    ) -> None:
+        """Run a quiet job (see the module docstring): not busy, no signals, its outcome
+        only to these callbacks; it replaces the unfinished background job of this name."""
+        self._ensure_thread()
+        old = self._background.get(name)
+        if old is not None:
+            old.stop.set()
+        job = _Job(name, factory, Callbacks(on_finished=on_finished, on_failed=on_failed))
+        self._background[name] = job
+        self._submit.emit(job)
+
+    def background_pending(self, name: str) -> bool:
+        """Whether a background job of this name has not delivered its outcome yet."""
+        return name in self._background
+
     def cancel(self) -> bool:
         """Ask the running job to stop at its next step; False when nothing runs."""
         self._queued = None
@@ -250,6 +279,9 @@ class JobRunner(QObject):
 
     def shutdown(self, msecs: int = 60_000) -> None:
         """Cancel any job and stop the worker thread (the window calls this on close)."""
+        for job in self._background.values():
+            job.stop.set()
+        self._background.clear()
         self.cancel()
         self.wait(msecs)
         thread, self._thread = self._thread, None
@@ -272,6 +304,13 @@ class JobRunner(QObject):
     @Slot(object)
     def _on_job_done(self, job: _Job) -> None:
         if job is not self._job:
+            if self._background.get(job.name) is job:
+                del self._background[job.name]
+                outcome = job.outcome
+                if outcome.kind == "finished":
+                    job.callbacks.on_finished(outcome.result)
+                elif outcome.kind == "failed" and outcome.error is not None:
+                    job.callbacks.on_failed(outcome.error, outcome.trace)
             return
         self._on_progress_posted(job)  # the last step before the end
         self._job = None

@@ -54,9 +54,9 @@ def main_window(config_home: str) -> Path:
     return target
 
 
-def in_process_views(config_home: str) -> list[Path]:
-    os.environ.update(_env(config_home))
-    from PySide6.QtCore import QCoreApplication, QEventLoop, QSettings, QTimer
+def _application(config_home: str) -> object:
+    """The QApplication, configured as the app's, with settings in ``config_home``."""
+    from PySide6.QtCore import QCoreApplication, QSettings
     from PySide6.QtWidgets import QApplication
 
     QCoreApplication.setOrganizationName("SecateurScreenshots")
@@ -66,9 +66,18 @@ def in_process_views(config_home: str) -> list[Path]:
     app = QApplication.instance() or QApplication([sys.argv[0]])
 
     from gui.app import configure_application
-    from gui.main_window import MainWindow
 
     configure_application(app)
+    return app
+
+
+def in_process_views(config_home: str) -> list[Path]:
+    os.environ.update(_env(config_home))
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from gui.main_window import MainWindow
+
+    _application(config_home)
 
     def wait_for(signal: object, timeout_ms: int = 120_000) -> None:
         loop = QEventLoop()
@@ -201,6 +210,130 @@ def plan_view() -> list[Path]:
     return [target]
 
 
+CHANNELS_INT8 = """version: 1
+prune:
+  - layers: [conv1, conv2, fc1]
+    method: remove_channels
+    amount: 0.5
+quantize: {scheme: int8_dynamic, types: [Linear]}
+"""
+
+
+def channel_views(config_home: str) -> list[Path]:
+    """Issues 10 and 12 in the window: the demo as it opens (remove_channels settings, the
+    coupled layers marked before the run), after its run (shapes before -> after, weights
+    kept), the save dialog for a torchao int8 result (greyed formats and their reasons), the
+    Metrics tab after an ONNX save (each latency's runtime), and a 50+-layer MobileNetV2
+    before and after removing 30% of every convolution's channels."""
+    import numpy as np
+    import torch
+    from PySide6.QtWidgets import QApplication, QFileDialog
+
+    from benchmarks.models import mobilenet
+    from core.recipe import parse_recipe
+    from gui.layer_tree_model import Col
+    from gui.save_dialog import SaveFormatDialog
+
+    app = QApplication.instance()
+    folder = Path(config_home)
+    written = []
+
+    window = _fresh_window()
+    window.open_demo()
+    _wait(window.modelLoaded)
+    _plan_shown(window)
+    window.tree.select_layer("conv2")
+    _settle()
+    written.append(_shot(window, "channels_before.png"))
+    written.append(_grab(window.settings, "settings_channels.png"))
+    window.run_compression()
+    _wait(window.runFinished)
+    window.tree.select_layer("conv2")
+    _settle()
+    written.append(_shot(window, "channels_after.png"))
+
+    # the Metrics tab after saving the demo's result as ONNX: each latency's runtime
+    onnx = folder / "demo-small.onnx"
+    original = QFileDialog.getSaveFileName
+    SaveFormatDialog.exec = lambda self: 1  # type: ignore[method-assign]
+    QFileDialog.getSaveFileName = staticmethod(lambda *a, **k: (str(onnx), a[4]))  # type: ignore[method-assign]
+    try:
+        window.saves.save_dialog()
+        _wait(window.saved)
+    finally:
+        QFileDialog.getSaveFileName = original  # type: ignore[method-assign]
+        del SaveFormatDialog.exec
+    window.results.tabs.setCurrentIndex(1)
+    _settle()
+    written.append(_shot(window, "metrics_runtimes.png"))
+
+    # the save dialog for a result a pickle or TorchScript cannot hold (torchao int8)
+    window.apply_recipe(parse_recipe(CHANNELS_INT8, "channels-int8.yaml"))
+    window.run_compression()
+    _wait(window.runFinished)
+    session = window.session
+    dialog = SaveFormatDialog(
+        session.save_formats,
+        "state_dict",
+        session.result.report.before.state_dict_bytes,
+        window,
+    )
+    dialog.show()
+    _settle()
+    written.append(_grab(dialog, "save_dialog.png"))
+    dialog.close()
+    window.close_without_asking()
+
+    # a 50+-layer model: every Conv2d loses 30% of its channels
+    weights = folder / "mobilenet.pt"
+    torch.save(mobilenet().state_dict(), weights)
+    photos = folder / "photos.npz"
+    images = np.random.default_rng(0).standard_normal((64, 3, 64, 64)).astype(np.float32)
+    np.savez(photos, x=images)
+    window = _fresh_window()
+    window.open_model(weights, arch="benchmarks.models:mobilenet")
+    _wait(window.modelLoaded)
+    done: list[bool] = []
+    window.open_eval_data(photos, done.append)
+    while not done:
+        app.processEvents()
+    window.tree.set_column_visible(Col.SHAPE, False)
+    box = window.settings.method_box
+    box.setCurrentIndex(box.findData("remove_channels"))
+    window.settings.amount_spin.setValue(30.0)
+    window.action("check_conv").trigger()
+    _plan_shown(window)
+    window.tree.select_layer("features.3.conv.0.0")
+    _settle()
+    written.append(_shot(window, "scale_channels_before.png"))
+    window.run_compression()
+    _wait(window.runFinished)
+    window.tree.select_layer("features.3.conv.0.0")
+    _settle()
+    written.append(_shot(window, "scale_channels_after.png"))
+    window.close_without_asking()
+    return written
+
+
+def _plan_shown(window: object) -> None:
+    """Until the removal plan of the window's settings is in (it runs in the background)."""
+    from PySide6.QtWidgets import QApplication
+
+    window.recipes.update_preview()  # type: ignore[attr-defined]
+    while window.removal.pending:  # type: ignore[attr-defined]
+        QApplication.processEvents()
+    _settle()
+
+
+def _grab(widget: object, name: str) -> Path:
+    from core.atomic import atomic_write_bytes
+    from gui.save_flow import png_bytes
+
+    target = OUT / name
+    atomic_write_bytes(target, png_bytes(widget.grab()))  # type: ignore[attr-defined]
+    return target
+
+
 def _fresh_window() -> object:
     """A window at the default 1400x900 and split, whatever the last one saved on close."""
     from PySide6.QtCore import QSettings
@@ -238,11 +371,19 @@ def _shot(window: object, name: str) -> Path:
 
 
 def main() -> int:
+    """Every screenshot; ``--only channels`` renders the issue 10/12 views alone."""
     OUT.mkdir(parents=True, exist_ok=True)
+    only = sys.argv[2] if len(sys.argv) > 2 and sys.argv[1] == "--only" else None
     with tempfile.TemporaryDirectory(prefix="secateur-shots-") as config_home:
-        written = [main_window(config_home), *in_process_views(config_home)]
-        written += scale_views(config_home)
-        written += plan_view()
+        if only == "channels":
+            os.environ.update(_env(config_home))
+            _application(config_home)
+            written = channel_views(config_home)
+        else:
+            written = [main_window(config_home), *in_process_views(config_home)]
+            written += scale_views(config_home)
+            written += channel_views(config_home)
+            written += plan_view()
     for path in written:
         print(f"wrote {path.relative_to(ROOT)}")
     return 0

@@ -3,7 +3,13 @@ folders and remembered architectures never leak in from (or out to) the user's r
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+
+QUICK_RECIPE_PATH = Path(__file__).with_name("quick_recipe.yaml")
+"""A recipe for the demo CNN that runs in a second or two (zero half the weights, int8 the
+Linear layers): tests that need a run, not the demo's own recipe, use it."""
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -54,8 +60,43 @@ def message_boxes(monkeypatch: pytest.MonkeyPatch) -> MessageBoxes:
     return seen
 
 
+class FormatDialogs(list):
+    """Every save-format dialog the code under test opened: (its rows as ``rows()`` gives
+    them, the format it started on). It answers by choosing ``choose`` (None: the format it
+    started on) and accepting, or cancels when ``cancel``."""
+
+    choose: str | None = None
+    cancel: bool = False
+    picked: list[bool]
+
+    def defaults(self) -> list[str | None]:
+        return [started for _, started in self]
+
+
 @pytest.fixture
-def window(qtbot, message_boxes):
+def format_dialogs(monkeypatch: pytest.MonkeyPatch) -> FormatDialogs:
+    """SaveFormatDialog.exec recorded instead of shown (see FormatDialogs)."""
+    from PySide6.QtWidgets import QDialog
+
+    from gui.save_dialog import SaveFormatDialog
+
+    seen = FormatDialogs()
+    seen.picked = []
+
+    def fake_exec(dialog: SaveFormatDialog) -> int:
+        seen.append((dialog.rows(), dialog.chosen()))
+        if seen.cancel:
+            return int(QDialog.DialogCode.Rejected.value)
+        if seen.choose is not None:
+            seen.picked.append(dialog.choose(seen.choose))
+        return int(QDialog.DialogCode.Accepted.value)
+
+    monkeypatch.setattr(SaveFormatDialog, "exec", fake_exec)
+    return seen
+
+
+@pytest.fixture
+def window(qtbot, message_boxes, format_dialogs):
     """An empty main window, shown offscreen; closed without questions afterwards."""
     from gui.main_window import MainWindow
 
@@ -68,11 +109,30 @@ def window(qtbot, message_boxes):
 
 
 @pytest.fixture
-def demo_window(window, qtbot):
-    """The main window with the demo open (its data and the demo recipe applied)."""
+def demo_own_recipe_window(window, qtbot):
+    """The main window with the demo open, as it opens: its data and its own recipe (which
+    removes channels, fine-tunes and measures a quantization plan: slow to run)."""
     with qtbot.waitSignal(window.modelLoaded, timeout=30_000):
         window.open_demo()
     return window
+
+
+def use_quick_recipe(window) -> None:
+    """Put the quick recipe in place of the open demo's own, as if the demo had opened with
+    it (Reset goes back to it)."""
+    from core.recipe import load_recipe
+
+    quick = load_recipe(QUICK_RECIPE_PATH)
+    assert window.apply_recipe(quick)
+    window.session.set_opened_recipe(quick)
+
+
+@pytest.fixture
+def demo_window(demo_own_recipe_window):
+    """The main window with the demo open (its data) and the quick recipe in place of the
+    demo's own (``use_quick_recipe``)."""
+    use_quick_recipe(demo_own_recipe_window)
+    return demo_own_recipe_window
 
 
 @pytest.fixture

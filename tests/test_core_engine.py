@@ -20,6 +20,7 @@ from core.loading import LoadedModel, load_demo, load_model
 from core.recipe import parse_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
+QUICK_RECIPE_PATH = Path(__file__).with_name("quick_recipe.yaml")
 ACCEPTANCE = """
 version: 1
 prune:
@@ -126,21 +127,23 @@ def _stop_after(count: int):
 
 
 def test_engine_never_mutates_input_and_cancel_leaves_it_identical() -> None:
-    loaded, test, _ = load_demo()
+    # the demo's own recipe: channels removed, fine-tuned, a measured quantization plan
+    loaded, test, train = load_demo()
     before = state_of(loaded.model)
     recipe = parse_recipe(DEMO_RECIPE_PATH.read_text(), "demo.yaml")
     for stop_after in range(1, 12):
         with pytest.raises(Cancelled):
-            run(compress(loaded, recipe, data=test, should_stop=_stop_after(stop_after)))
+            stop = _stop_after(stop_after)
+            run(compress(loaded, recipe, data=test, train_data=train, should_stop=stop))
         assert identical(state_of(loaded.model), before)
-    result = run(compress(loaded, recipe, data=test))
+    result = run(compress(loaded, recipe, data=test, train_data=train))
     assert identical(state_of(loaded.model), before)
     assert result.report.after.nonzero_parameters < result.report.before.nonzero_parameters
 
 
 def test_progress_events_count_up_to_total() -> None:
     loaded, test, _ = load_demo()
-    recipe = parse_recipe(DEMO_RECIPE_PATH.read_text(), "demo.yaml")
+    recipe = parse_recipe(QUICK_RECIPE_PATH.read_text(), "quick_recipe.yaml")
     events = []
     run(compress(loaded, recipe, data=test), events.append)
     assert [e.step for e in events] == list(range(1, events[-1].total + 1))

@@ -18,8 +18,8 @@ from core.engine import compress, run
 from core.formats import SAVE_FORMATS, default_format, recipe_view
 from core.loading import LoadedModel, load_model
 from core.recipe import parse_recipe
-from core.saving import save_model
-from core.tasks import save_result
+from core.saving import default_option, save_model
+from core.tasks import save_formats, save_result
 
 TORCHAO = "version: 1\nquantize: {scheme: int8_dynamic, types: [Linear]}\n"
 ORT = "version: 1\nquantize: {scheme: int8_dynamic, backend: onnxruntime, types: [Linear]}\n"
@@ -146,3 +146,38 @@ def test_a_truncated_file_given_to_inspect_is_one_line(kind, tmp_path, capsys) -
     code, _, err = _cli(["inspect", str(bad), "--arch", "toy_models:mlp"], capsys)
     assert code == 2 and len(err) == 1 and bad.name in err[0], err
     assert Path(good).is_file()
+
+
+def test_format_options_say_which_can_hold_a_result_and_predict_its_size(tmp_path) -> None:
+    """The save dialog's list (issue 12): every format, why one cannot hold this result, and
+    the size each file will have; the sizes measured by a byte counter are the files'."""
+    model = mlp()
+    loaded = LoadedModel(model, "mlp.pt", "pickle")
+    data = Dataset((torch.randn(16, 8),), None, "x.npz")
+    result = run(compress(loaded, parse_recipe(TORCHAO), data=data, skip_metrics=True))
+    options = {o.name: o for o in run(save_formats(result, tmp_path / "mlp-small"))}
+    assert tuple(options) == tuple(SAVE_FORMATS.names())
+    assert "cannot be pickled" in options["pickle"].reason
+    assert "TorchScript cannot hold torchao" in options["torchscript"].reason
+    assert not options["pickle"].reason.startswith("mlp-small")  # the file name is cut off
+    assert options["pickle"].size is None
+    assert options["state_dict"].available and options["compressed"].available
+    assert default_option(list(options.values()), "pickle") == "state_dict"
+    for fmt in ("state_dict", "compressed"):
+        assert options[fmt].exact
+        out = tmp_path / f"o{options[fmt].suffix}"
+        outcome = save_model(result.model, out, fmt, data, result.sidecar)
+        assert outcome.path.stat().st_size == options[fmt].size, fmt
+    assert options["compressed"].size < options["state_dict"].size
+
+
+def test_format_options_without_an_input_refuse_the_traced_formats(tmp_path) -> None:
+    model = convnet()
+    loaded = LoadedModel(model, "c.pt", "pickle")
+    recipe = parse_recipe("version: 1\nprune: [{amount: 0.5}]\n")
+    result = run(compress(loaded, recipe, skip_metrics=True))  # no data, no input shape
+    options = {o.name: o for o in run(save_formats(result, tmp_path / "c"))}
+    for fmt in ("torchscript", "exported", "onnx"):
+        assert "needs an input to trace" in options[fmt].reason, fmt
+    assert options["pickle"].available and options["pickle"].exact
+    assert default_option(list(options.values()), "pickle") == "pickle"

@@ -18,6 +18,7 @@ from core.loading import LoadedModel, load_demo, load_model
 from core.recipe import parse_recipe
 from core.saving import save_model
 from core.sensitivity import SweepSettings, allocate, sweep
+from core.tasks import plan_channel_removal
 
 RECIPE = """
 version: 1
@@ -127,3 +128,39 @@ def test_a_sweep_removes_one_layer_group_at_a_time() -> None:
     amounts = allocate(result, target_sparsity=0.4)
     assert "fc2" not in amounts and max(amounts.values()) > 0
     assert TEST_DATA_PATH.exists()
+
+
+def test_the_plan_names_followers_and_estimates_what_each_layer_keeps(removed) -> None:
+    """What the window marks before a run (issue 10): who follows whom and how, and the
+    fraction of each weight that will stay, which the run then confirms."""
+    loaded, test, result = removed
+    recipe = parse_recipe(RECIPE, "rc.yaml")
+    plan = run(plan_channel_removal(loaded, recipe, test))
+    assert plan.roots() == ["conv1", "conv2", "fc1"]
+    followers = plan.followers()
+    assert followers["bn1"] == [("conv1", "normalized features")]
+    assert followers["conv2"] == [("conv1", "input channels")]
+    assert followers["fc2"] == [("fc1", "input features")]
+    assert "conv1" not in followers
+    rows = {row.name: row for row in result.report.layers}
+    kept = plan.kept()
+    assert kept["conv2"] == pytest.approx(0.25)
+    for name, fraction in kept.items():
+        assert rows[name].kept_after == pytest.approx(fraction), name
+    assert rows["conv2"].kept_before == 1.0 and rows["conv2"].sparsity_after == 0.0
+
+
+def test_planning_the_removal_needs_an_input_and_nothing_else_is_traced() -> None:
+    loaded, test, _ = load_demo()
+    recipe = parse_recipe(RECIPE, "rc.yaml")
+    with pytest.raises(RecipeError, match="traces the model on an input"):
+        run(plan_channel_removal(loaded, recipe, None))
+    by_shape = run(plan_channel_removal(loaded, recipe, None, (1, 1, 8, 8)))
+    assert by_shape.roots() == ["conv1", "conv2", "fc1"]
+    zeroing = parse_recipe("version: 1\nprune: [{layers: [conv1], amount: 0.5}]", "z.yaml")
+    assert run(plan_channel_removal(loaded, zeroing, None)) is None
+    whole = parse_recipe(
+        "version: 1\nprune: [{layers: [conv1], method: remove_channels, amount: 32}]", "a.yaml"
+    )
+    with pytest.raises(RecipeError, match="would remove all 32 output channels of conv1"):
+        run(plan_channel_removal(loaded, whole, test))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 
 import pytest
 import torch
@@ -213,3 +214,61 @@ def test_finetune_recovers_within_two_points(demo) -> None:
     recipe.finetune = Finetune(epochs=3)
     report = run(compress(loaded, recipe, data=test, train_data=train)).report
     assert report.after.accuracy >= report.before.accuracy - 0.02
+
+
+def test_a_cancelled_sweep_caches_its_finished_layers_and_the_next_measures_only_the_rest(
+    demo, tmp_path
+) -> None:
+    loaded, test, _ = demo
+    settings = SweepSettings(amounts=(0.3, 0.6), subset=100)
+    fresh = run(sweep(loaded.model, test, settings, use_cache=False)).data
+    done: list[str] = []
+
+    def stop() -> bool:
+        return len(done) >= 2  # cancel once two layers are finished
+
+    def watch(event) -> None:
+        if event.layer is not None:
+            done.append(event.layer["name"])
+
+    with pytest.raises(Cancelled):
+        run(sweep(loaded.model, test, settings, should_stop=stop), watch)
+    assert done == ["conv1", "conv2"]
+    partial = list((tmp_path / "cache").glob("*.partial.json"))
+    assert len(partial) == 1
+    kept = json.loads(partial[0].read_text())
+    assert [row["name"] for row in kept["layers"]] == ["conv1", "conv2"]
+
+    messages: list[str] = []
+    resumed = run(sweep(loaded.model, test, settings), lambda e: messages.append(e.message))
+    cached = [m for m in messages if "(cached by a cancelled sweep)" in m]
+    measured = [m for m in messages if m.endswith(" done")]
+    assert cached == ["conv1 (cached by a cancelled sweep)", "conv2 (cached by a cancelled sweep)"]
+    assert measured == ["fc1 done", "fc2 done"]  # only the rest was measured
+    assert any("2 of 4 layers came from a cancelled sweep's cache" in n for n in resumed.notes)
+    assert resumed.data == fresh  # the same result as a sweep that never stopped
+    assert not partial[0].exists()  # the complete entry replaces it
+    assert run(sweep(loaded.model, test, settings)).cached
+
+
+def test_a_damaged_partial_entry_is_ignored_with_a_note(demo, tmp_path) -> None:
+    loaded, test, _ = demo
+    settings = SweepSettings(amounts=(0.5,), subset=50)
+    calls = {"n": 0}
+
+    def stop() -> bool:
+        calls["n"] += 1
+        return calls["n"] > 2
+
+    with pytest.raises(Cancelled):
+        run(sweep(loaded.model, test, settings, should_stop=stop))
+    (path,) = (tmp_path / "cache").glob("*.partial.json")
+    entry = json.loads(path.read_text())
+    entry["layers"][0]["name"] = "fc2"  # a layer out of order: not this sweep's prefix
+    entry["layers"].append(dict(entry["layers"][0], name="conv1"))
+    path.write_text(json.dumps(entry))
+    result = run(sweep(loaded.model, test, settings))
+    assert any(
+        "are not some of the ones swept, in order; it was ignored" in n for n in result.notes
+    )
+    assert result.data == run(sweep(loaded.model, test, settings, use_cache=False)).data

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 import torch
 from badinputs import CASES, Case, marker_pickle
+from conftest import use_quick_recipe
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
 from core.demo import build_model
@@ -85,8 +86,10 @@ def wait_idle(qtbot, window, timeout: int = TIMEOUT) -> None:
 
 
 def open_demo(qtbot, window) -> None:
+    """The demo, with the quick recipe in place of its own (which fine-tunes: slow)."""
     with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT):
         window.open_demo()
+    use_quick_recipe(window)
 
 
 def demo_run_completes(qtbot, window) -> None:
@@ -526,3 +529,22 @@ def test_a_job_that_will_not_fit_in_memory_is_warned_about(
     texts = [" ".join(box[1:3]) for box in answers.boxes]
     assert any("GiB is available" in t for t in texts), f"no memory warning; boxes: {texts}"
     assert started == [], "the job started although the warning was answered no"
+
+
+def test_stale_temporaries_removed_on_open_are_named_in_the_log(qtbot, window, tmp_path):
+    import shutil
+
+    from test_faults import _killed_writer
+
+    from core.demo import WEIGHTS_PATH
+
+    path = tmp_path / "digits.safetensors"
+    shutil.copyfile(WEIGHTS_PATH, path)
+    stale = _killed_writer(tmp_path / "m.onnx")  # a save of this folder killed mid-write
+    with qtbot.waitSignal(window.modelLoaded, timeout=60_000):
+        window.open_model(path, "core.demo:build_model")
+    assert not stale.exists()
+    qtbot.waitUntil(lambda: "stale temporary file" in window.results.log_text())
+    line = next(x for x in window.results.log_text().splitlines() if "stale temporary" in x)
+    assert f"note: removed 1 stale temporary file in {tmp_path}" in line
+    assert stale.name in line

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import use_quick_recipe
 from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 from PySide6.QtWidgets import QFileDialog, QMessageBox
@@ -17,7 +18,6 @@ from core.loading import load_model
 from core.recipe import parse_recipe
 from gui import dialogs, prefs
 from gui.choices import SAVE_FILTERS
-from gui.layer_tree_model import Col
 from gui.report_rows import metric_ratios
 
 RUN_TIMEOUT = 60_000
@@ -46,11 +46,12 @@ def test_demo_run_shows_the_report(qtbot, demo_window):
     result = run_and_wait(qtbot, window)
     report = result.report.to_dict()
     names, before, after = window.results.sparsity_chart.values()
-    # issue 13: the chart has the prunable layers only (no empty BatchNorm row)
+    # issue 13: the chart has the prunable layers only (no empty BatchNorm row); issue 10:
+    # it shows the weights each layer keeps (here, zeroed: 1 - sparsity)
     rows = [row for row in report["layers"] if row["name"] in ("conv1", "conv2", "fc1", "fc2")]
     assert names == [row["name"] for row in rows]
-    assert before == pytest.approx([row["sparsity_before"] for row in rows])
-    assert after == pytest.approx([row["sparsity_after"] for row in rows])
+    assert before == pytest.approx([1 - row["sparsity_before"] for row in rows])
+    assert after == pytest.approx([1 - row["sparsity_after"] for row in rows])
     assert after[names.index("fc1")] == pytest.approx(0.5, abs=0.01)
     assert window.results.metrics_chart.values() == metric_ratios(result.report)
     assert (
@@ -138,6 +139,7 @@ def test_corrupt_model_file_gives_an_error_then_the_demo_still_runs(
     assert window.session.loaded is None
     with qtbot.waitSignal(window.modelLoaded, timeout=RUN_TIMEOUT):
         window.open_demo()
+    use_quick_recipe(window)
     without_measurements(window)
     assert run_and_wait(qtbot, window).report.layers
 
@@ -286,17 +288,29 @@ def test_settings_are_isolated(isolated_settings):
     assert Path(QSettings().fileName()).is_relative_to(isolated_settings)
 
 
-def test_demo_recipe_is_applied_on_open(qtbot, demo_window):
-    state = demo_window.window_state()
-    assert state.checked == ["conv1", "conv2", "fc1", "fc2"]
-    recipe = demo_window.current_recipe()
+def test_demo_recipe_is_applied_on_open(qtbot, demo_own_recipe_window):
+    """The demo opens with its own recipe: channels removed from conv1, conv2 and fc1 by
+    half, a fine-tune and a measured quantization plan of the Linear layers."""
+    window = demo_own_recipe_window
     expected = parse_recipe(DEMO_RECIPE_PATH.read_text())
-    assert recipe.quantize == expected.quantize
-    assert recipe.prune[0].amount == expected.prune[0].amount
-    model = demo_window.tree.model
-    # the quantize settings preview which layers they select (after a short debounce)
-    qtbot.waitUntil(lambda: model.index_of("fc1", Col.QUANT).data() == "int8 dyn.")
-    assert model.index_of("conv1", Col.QUANT).data() == ""
+    state = window.window_state()
+    assert state.checked == ["conv1", "conv2", "fc1"] == expected.prune[0].layers
+    assert state.prune.method == "remove_channels" == expected.prune[0].method
+    assert state.prune.amount == expected.prune[0].amount and not state.overrides
+    assert state.finetune == expected.finetune and state.finetune.epochs == 5
+    panel = window.settings
+    assert panel.method_box.currentData() == "remove_channels"
+    assert panel.importance_box.isVisibleTo(panel) and panel.finetune_box.isChecked()
+    assert panel.quant_box.isChecked() and panel.scheme_box.currentData() == "auto"
+    assert panel.max_drop_spin.value() == expected.quantize[0].max_drop
+    recipe = window.current_recipe()
+    assert recipe.prune == expected.prune and recipe.finetune == expected.finetune
+    assert recipe.quantize[0].scheme == "auto" and recipe.quantize[0].types == ["Linear"]
+    assert recipe.quantize[0].max_drop == expected.quantize[0].max_drop
+    # the layers that shrink with them are marked once the plan (in the background) is in
+    model = window.tree.model
+    qtbot.waitUntil(lambda: model.follows("bn1") is not None, timeout=RUN_TIMEOUT)
+    assert "conv1" in model.follows("bn1") and "fc1" in model.follows("fc2")
 
 
 def test_closing_during_a_run_stops_it_cleanly(qtbot, demo_window):
@@ -316,11 +330,12 @@ def test_closing_during_a_run_stops_it_cleanly(qtbot, demo_window):
 def test_planned_amounts_show_before_a_run(qtbot, demo_window):
     window = demo_window
     window.session.selection.set_override("fc1", 0.8)
-    # issue 13: prunable layers only (conv1, conv2, fc1, fc2): fc1 is the third row
-    qtbot.waitUntil(lambda: window.results.sparsity_chart.rows()[2].planned == 0.8)
+    # issue 13: prunable layers only (conv1, conv2, fc1, fc2): fc1 is the third row; the
+    # chart shows the weights each layer will keep (zeroing 80% keeps 20%)
+    qtbot.waitUntil(lambda: window.results.sparsity_chart.rows()[2].planned == pytest.approx(0.2))
     rows = {row.name: row for row in window.results.sparsity_chart.rows()}
     assert rows["conv1"].planned == 0.5 and "bn1" not in rows
-    assert "80% planned" in window.results.sparsity_chart.tooltip_for(2)
+    assert "20% planned" in window.results.sparsity_chart.tooltip_for(2)
 
 
 def test_escape_cancels_a_run(qtbot, demo_window):

@@ -383,10 +383,16 @@ def test_a_cancelled_sweep_keeps_its_finished_curves(qtbot, demo_window):
     assert kept[:2] == ["conv1", "conv2"] and len(kept) < 4
     assert panel.heatmap.names() == kept
     assert [row["name"] for row in window.session.sweep["layers"]] == kept
-    assert "not cached" in window.results.log_text()
+    assert "kept and cached" in window.results.log_text()
     with qtbot.waitSignal(window.amountsAllocated):  # the slider works on what was kept
         panel.set_target(50)
     assert set(window.results.sensitivity_chart.markers()) <= set(kept)
+    # the next sweep with the same settings measures only the layers not kept
+    result = sweep(qtbot, window)
+    assert [row["name"] for row in result.data["layers"]] == ["conv1", "conv2", "fc1", "fc2"]
+    n = len(kept)
+    assert f"{n} of 4 layers came from a cancelled sweep's cache" in window.results.log_text()
+    assert f"the other {4 - n} were measured" in window.results.log_text()
 
 
 def test_a_sweep_with_nothing_checked_covers_every_prunable_layer(qtbot, window, tmp_path):

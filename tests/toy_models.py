@@ -121,3 +121,21 @@ class Stack(nn.Module):
 def stack() -> Stack:
     torch.manual_seed(0)
     return Stack().eval()
+
+
+class Detached(nn.Module):
+    """A forward that runs under torch.no_grad: no output depends on a weight in the autograd
+    graph, so which channels go together cannot be traced (removing channels is refused)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(4, 6)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.fc(x)
+
+
+def detached() -> Detached:
+    torch.manual_seed(0)
+    return Detached().eval()

@@ -1,0 +1,139 @@
+"""Where the window's sweeps evaluate: this machine, or a Ray cluster (``core.cluster``).
+
+The Sensitivity tab's "Run on" setting picks it (remembered in the preferences); the
+sensitivity sweep and Recommend's fidelity step then hand their evaluations to one
+``RayEvaluator`` for that address. Latency is never measured there: Recommend times every
+layer on this machine, the one the plan is for.
+
+Connecting blocks for seconds (starting a local Ray instance, or joining a cluster), so it
+happens on the worker thread, inside the job that needs it, never on the GUI thread. A Ray
+driver joins one cluster at a time: when the address changes, the old evaluator is closed
+on the worker thread before the next one connects (or at once, in the background, when the
+window goes back to this machine), and the last one when the window closes. The cluster's
+state (connected, workers, tasks done) reaches the status bar through ``statusChanged``,
+emitted from whichever thread Ray reports on; Qt queues it to the GUI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Generator
+from typing import Any
+
+from PySide6.QtCore import QObject, Signal
+
+from core.cluster import LOCAL, ClusterStatus, RayEvaluator
+from core.errors import Cancelled
+from gui import prefs
+from gui.worker import JobRunner
+
+THIS_MACHINE = "this machine"
+
+
+def where_text(address: str | None) -> str:
+    """How a log line names where evaluations run."""
+    if address is None:
+        return THIS_MACHINE
+    if address == LOCAL:
+        return "a local Ray instance"
+    return f"the Ray cluster at {address}"
+
+
+class ClusterLink(QObject):
+    """The window's one connection to Ray; see the module docstring."""
+
+    statusChanged = Signal(str)  # one line for the status bar; "" on this machine
+
+    def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.runner = runner
+        self._address = prefs.run_on()
+        self._evaluator: RayEvaluator | None = None
+        self._stale: list[RayEvaluator] = []
+        self._lock = threading.Lock()  # _evaluator and _stale: set here, used on the worker
+        self.last_text = ""
+
+    @property
+    def address(self) -> str | None:
+        """None for this machine, else the Ray address (``local`` starts one here)."""
+        return self._address
+
+    def set_address(self, address: str | None) -> None:
+        """Run the next sweeps there (remembered); the old connection is let go."""
+        address = (address or "").strip() or None
+        if address == self._address:
+            return
+        self._address = address
+        prefs.set_run_on(address)
+        with self._lock:
+            if self._evaluator is not None:
+                self._stale.append(self._evaluator)
+                self._evaluator = None
+        if address is None and self._stale:
+            self.runner.background("ray-close", self._close_stale_job)
+        self._emit(self.idle_text())
+
+    def idle_text(self) -> str:
+        if self._address is None:
+            return ""
+        return f"Ray {self._address}: connects at the next sweep"
+
+    # ------------------------------------------------------------------ jobs
+    def connected(
+        self, should_stop: Callable[[], bool], event: Callable[[str], Any]
+    ) -> Generator[Any, None, RayEvaluator | None]:
+        """On the worker thread, inside a job: the evaluator for the chosen address,
+        connected (None for this machine). ``event(message)`` makes the job's progress
+        event said before the seconds of connecting. A ``ClusterError`` names what failed
+        (Ray not installed, an address that does not answer) in one line."""
+        self._close_stale()
+        address = self._address
+        if address is None:
+            return None
+        with self._lock:
+            evaluator = self._evaluator
+            if evaluator is None or evaluator.address != address:
+                evaluator = RayEvaluator(address, on_status=self._on_status)
+                self._evaluator = evaluator
+        if not evaluator.status.connected:
+            self._emit(f"Ray {address}: connecting\u2026")
+            yield event(f"connecting to {where_text(address)}")
+        try:
+            evaluator.connect()
+        except Exception:
+            self._emit(f"Ray {address}: not connected")
+            raise
+        if should_stop():
+            raise Cancelled()
+        return evaluator
+
+    def _close_stale_job(self, should_stop: Callable[[], bool]) -> Generator[Any, None, None]:
+        del should_stop
+        self._close_stale()
+        return
+        yield
+
+    def _close_stale(self) -> None:
+        with self._lock:
+            stale, self._stale = self._stale, []
+        for evaluator in stale:
+            evaluator.on_status = None  # its last word must not overwrite the new address's
+            evaluator.close()
+
+    def close(self) -> None:
+        """Leave the cluster (a local instance is shut down); the window is closing and
+        the worker thread has stopped."""
+        with self._lock:
+            if self._evaluator is not None:
+                self._stale.append(self._evaluator)
+                self._evaluator = None
+        self._close_stale()
+
+    # ------------------------------------------------------------------ status
+    def _on_status(self, status: ClusterStatus) -> None:
+        if status.address == self._address:
+            self._emit(status.text())
+
+    def _emit(self, text: str) -> None:
+        self.last_text = text
+        self.statusChanged.emit(text)
