@@ -16,6 +16,7 @@ command line prints a line, the window logs it.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import shutil
@@ -147,7 +148,10 @@ def remove_stale_temporaries(folder: Path) -> list[Path]:
         with _listeners_lock:
             listeners = list(_listeners)
         for listener in listeners:
-            listener(removed)
+            try:
+                listener(removed)
+            except Exception:  # a listener's own failure never fails the save or the load
+                logging.getLogger(__name__).exception("a stale-temporaries listener failed")
     return removed
 
 

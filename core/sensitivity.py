@@ -416,7 +416,8 @@ def sweep(
         )
     todo = [name for name in names if name not in rows]
     try:
-        for item in (evaluator or LocalEvaluator()).evaluate(job, todo, should_stop):
+        items = (evaluator or LocalEvaluator()).evaluate(job, todo, should_stop) if todo else ()
+        for item in items:
             if isinstance(item, Trial):
                 step = finished * per_layer + item.done
                 yield SweepEvent(step, total, item.message, None, baseline, metric_name)
@@ -426,7 +427,7 @@ def sweep(
             failed = item.row.get("failed")
             message = f"{item.layer} failed: {failed}" if failed else f"{item.layer} done"
             yield SweepEvent(finished * per_layer, total, message, item.row, baseline, metric_name)
-    except (Cancelled, KeyboardInterrupt):  # Cancel in the window, Ctrl-C in a terminal
+    except BaseException:  # Cancel, Ctrl-C, a caller that stops early (GeneratorExit), a crash
         if partial_path is not None:
             _cache_partial(partial_path, names, rows, settings, eval_data, metric_name, baseline)
         raise

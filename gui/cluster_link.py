@@ -16,6 +16,7 @@ emitted from whichever thread Ray reports on; Qt queues it to the GUI thread.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Generator
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 from PySide6.QtCore import QObject, Signal
 
 from core.cluster import LOCAL, ClusterStatus, RayEvaluator
-from core.errors import Cancelled
+from core.errors import Cancelled, ClusterError
 from gui import prefs
 from gui.worker import JobRunner
 
@@ -43,6 +44,7 @@ class ClusterLink(QObject):
     """The window's one connection to Ray; see the module docstring."""
 
     statusChanged = Signal(str)  # one line for the status bar; "" on this machine
+    _reported = Signal(str, str)  # (address, text), from any thread
 
     def __init__(self, runner: JobRunner, parent: QObject | None = None) -> None:
         super().__init__(parent)
@@ -52,6 +54,8 @@ class ClusterLink(QObject):
         self._stale: list[RayEvaluator] = []
         self._lock = threading.Lock()  # _evaluator and _stale: set here, used on the worker
         self.last_text = ""
+        self.problem: str | None = None  # why the chosen place cannot be used (no address)
+        self._reported.connect(self._on_reported)  # queued to this (the GUI) thread
 
     @property
     def address(self) -> str | None:
@@ -61,6 +65,9 @@ class ClusterLink(QObject):
     def set_address(self, address: str | None) -> None:
         """Run the next sweeps there (remembered); the old connection is let go."""
         address = (address or "").strip() or None
+        if self.problem is not None:
+            self.problem = None
+            self.show(self.idle_text())
         if address == self._address:
             return
         self._address = address
@@ -69,39 +76,65 @@ class ClusterLink(QObject):
             if self._evaluator is not None:
                 self._stale.append(self._evaluator)
                 self._evaluator = None
-        if address is None and self._stale:
+            closing = bool(self._stale)
+        if address is None and closing:
             self.runner.background("ray-close", self._close_stale_job)
-        self._emit(self.idle_text())
+        self.show(self.idle_text())
 
     def idle_text(self) -> str:
         if self._address is None:
             return ""
         return f"Ray {self._address}: connects at the next sweep"
 
+    def set_problem(self, problem: str) -> None:
+        """The chosen place cannot be used yet (a cluster without its address): every
+        sweep and Recommend refuses with ``problem`` until ``set_address``."""
+        self.problem = problem
+        self.show(problem)
+
+    def show(self, text: str) -> None:
+        """Say this in the status bar now (GUI thread)."""
+        self.last_text = text
+        self.statusChanged.emit(text)
+
     # ------------------------------------------------------------------ jobs
     def connected(
-        self, should_stop: Callable[[], bool], event: Callable[[str], Any]
+        self,
+        address: str | None,
+        should_stop: Callable[[], bool],
+        event: Callable[[str], Any],
     ) -> Generator[Any, None, RayEvaluator | None]:
-        """On the worker thread, inside a job: the evaluator for the chosen address,
-        connected (None for this machine). ``event(message)`` makes the job's progress
-        event said before the seconds of connecting. A ``ClusterError`` names what failed
-        (Ray not installed, an address that does not answer) in one line."""
-        self._close_stale()
-        address = self._address
-        if address is None:
-            return None
+        """On the worker thread, inside a job: the evaluator for ``address`` (taken on the
+        GUI thread when the job was asked for), connected; None for this machine.
+        ``event(message)`` makes the job's progress event said before the seconds of
+        connecting. A ``ClusterError`` names what failed (Ray not installed, an address that
+        does not answer) in one line, in the window's words."""
         with self._lock:
             evaluator = self._evaluator
-            if evaluator is None or evaluator.address != address:
-                evaluator = RayEvaluator(address, on_status=self._on_status)
+            if evaluator is not None and evaluator.address != address:
+                self._stale.append(evaluator)  # a Ray driver joins one cluster at a time
+                evaluator = self._evaluator = None
+        self._close_stale()
+        if address is None:
+            return None
+        if evaluator is None:
+            evaluator = RayEvaluator(address, on_status=self._on_status)
+            with self._lock:
                 self._evaluator = evaluator
         if not evaluator.status.connected:
-            self._emit(f"Ray {address}: connecting\u2026")
+            self._report(address, f"Ray {address}: connecting\u2026")
             yield event(f"connecting to {where_text(address)}")
         try:
             evaluator.connect()
-        except Exception:
-            self._emit(f"Ray {address}: not connected")
+        except Exception as exc:
+            with self._lock:  # the next sweep starts afresh
+                if self._evaluator is evaluator:
+                    self._evaluator = None
+                self._stale.append(evaluator)
+            self._close_stale()
+            self._report(address, f"Ray {address}: not connected")
+            if isinstance(exc, ClusterError):  # the command line's words, in the window's
+                raise ClusterError(str(exc).replace("--ray", "Run on", 1)) from None
             raise
         if should_stop():
             raise Cancelled()
@@ -118,7 +151,10 @@ class ClusterLink(QObject):
             stale, self._stale = self._stale, []
         for evaluator in stale:
             evaluator.on_status = None  # its last word must not overwrite the new address's
-            evaluator.close()
+            try:
+                evaluator.close()
+            except Exception:  # one that cannot leave must not keep the others connected
+                logging.getLogger(__name__).exception("closing Ray at %s", evaluator.address)
 
     def close(self) -> None:
         """Leave the cluster (a local instance is shut down); the window is closing and
@@ -131,9 +167,11 @@ class ClusterLink(QObject):
 
     # ------------------------------------------------------------------ status
     def _on_status(self, status: ClusterStatus) -> None:
-        if status.address == self._address:
-            self._emit(status.text())
+        self._report(status.address, status.text())
 
-    def _emit(self, text: str) -> None:
-        self.last_text = text
-        self.statusChanged.emit(text)
+    def _report(self, address: str, text: str) -> None:
+        self._reported.emit(address, text)  # any thread: Qt queues it to the GUI thread
+
+    def _on_reported(self, address: str, text: str) -> None:
+        if address == self._address:  # a line about an address left meanwhile is dropped
+            self.show(text)

@@ -630,10 +630,15 @@ class MainWindow(QMainWindow):
         if not self._force_close and not self.closer.may_close(self.isWindowModified()):
             event.ignore()
             return
-        self.jobs.shutdown()
-        self.cluster.close()
-        self._stop_stale()
-        prefs.save_window_state(self.saveGeometry(), self.saveState(), self.splitter.saveState())
+        try:
+            self.jobs.shutdown()
+            if not self.jobs.busy:  # never pull Ray from under a job that would not stop
+                self.cluster.close()
+        finally:
+            self._stop_stale()
+            prefs.save_window_state(
+                self.saveGeometry(), self.saveState(), self.splitter.saveState()
+            )
         event.accept()
 
     def _show_cluster_status(self, text: str) -> None:

@@ -87,6 +87,8 @@ class PlanFlow(QObject):
             self.feedback.error(refusal)
             return
         try:
+            if self.link.problem is not None:
+                raise RecipeError(self.link.problem)
             rule = self.settings.selection_rule()
             if self.candidates is not None:
                 rule = rule.model_copy(update={"candidates": list(self.candidates)})
@@ -100,10 +102,12 @@ class PlanFlow(QObject):
             f"on {data.source}; fidelity evaluated on {where_text(self.link.address)}, every "
             "timing on this machine"
         )
-        link = self.link
+        link, address = self.link, self.link.address
 
         def job(should_stop: Callable[[], bool]) -> Generator[Progress, None, Plan]:
-            evaluator = yield from link.connected(should_stop, lambda m: Progress("plan", 0, 0, m))
+            evaluator = yield from link.connected(
+                address, should_stop, lambda m: Progress("plan", 0, 0, m)
+            )
             return (
                 yield from tasks.plan_model(
                     loaded, data, rule, "Recommend", should_stop=should_stop, evaluator=evaluator

@@ -113,9 +113,11 @@ class SweepController(QObject):
 
     def _on_run_on_changed(self) -> None:
         try:
-            self.link.set_address(self.panel.run_on())
-        except UserError:
-            pass  # a cluster without its address yet: said when a sweep is asked for
+            address = self.panel.run_on()
+        except UserError as exc:  # a cluster without its address yet
+            self.link.set_problem(str(exc))
+            return
+        self.link.set_address(address)
 
     def set_scheme(self, scheme: str) -> None:
         """The settings panel's scheme, for "Also quantize alone"."""
@@ -161,10 +163,12 @@ class SweepController(QObject):
             f"sensitivity: {json.dumps(settings.key())} on {data.source}, evaluated on "
             + where_text(self.link.address)
         )
-        link = self.link
+        link, address = self.link, self.link.address
 
         def job(should_stop: Callable[[], bool]) -> Generator[SweepEvent, None, SweepResult]:
-            evaluator = yield from link.connected(should_stop, lambda m: SweepEvent(0, 0, m))
+            evaluator = yield from link.connected(
+                address, should_stop, lambda m: SweepEvent(0, 0, m)
+            )
             return (
                 yield from tasks.sweep_model(
                     loaded, data, settings, should_stop=should_stop, evaluator=evaluator
@@ -223,13 +227,16 @@ class SweepController(QObject):
     def _on_cancelled(self) -> None:
         done = self._partial.get("layers", [])
         if done and "baseline" in self._partial and "metric" in self._partial:
-            # what finished is kept: its curves stay, and the slider can use them
+            # what finished is kept: its curves stay, and the slider can use them; the core
+            # cached the layers that did not fail
             self.session.set_sweep(dict(self._partial), False)
             n = len(done)
+            kept = "kept and cached (a sweep with the same settings measures only the rest)"
+            if all(row.get("failed") for row in done):
+                kept = "kept (not cached: every one of them failed)"
             self.feedback.log(
                 f"sensitivity sweep cancelled after {n} layer{'s' * (n != 1)}: their curves "
-                "are kept and cached (a sweep with the same settings measures only the rest); "
-                "the model is unchanged"
+                f"are {kept}; the model is unchanged"
             )
             self.feedback.status(
                 f"Sensitivity sweep cancelled: the {n} finished layer{'s' * (n != 1)} "

@@ -45,6 +45,14 @@ RECIPES = {
         "    n: 2\n    dim: 0\nquantize:\n  scheme: int8_dynamic\n  backend: legacy\n"
     ),
     "weight_only.yaml": "version: 1\nquantize:\n  scheme: int8_weight_only\n",
+    "ort_int8.yaml": (
+        "version: 1\nprune:\n  - types: [Conv2d, Linear]\n    amount: 0.5\nquantize:\n"
+        "  scheme: int8_dynamic\n  backend: onnxruntime\n  types: [Linear]\n"
+    ),
+    "channels.yaml": (
+        "version: 1\nprune:\n  - layers: [conv1, conv2, fc1]\n    method: remove_channels\n"
+        "    amount: 0.5\n"
+    ),
     "bad.yaml": "version: 1\nprune: [{amount: 1.5}]\n",
 }
 # What must work in the bundle (argv after `secateur`), beyond the window and compress --demo.
@@ -53,10 +61,25 @@ PATHS = [
     ["compress", "--demo", "--recipe", "prune.yaml", "--output", "c.ts", "--format", "torchscript"],
     ["compress", "--demo", "--recipe", "legacy.yaml", "--output", "d.pt"],
     ["compress", "--demo", "--recipe", "weight_only.yaml", "--output", "e.pt", "--skip-metrics"],
+    ["compress", "--demo", "--recipe", "prune.yaml", "--output", "f.onnx", "--format", "onnx"],
+    ["compress", "--demo", "--recipe", "ort_int8.yaml", "--output", "g.onnx", "--format", "onnx"],
+    ["compress", "--demo", "--recipe", "prune.yaml", "--output", "h.secz", "--format=compressed"],
+    ["compress", "--demo", "--recipe", "channels.yaml", "--output", "i.pt"],
     ["sensitivity", "--demo", "--output", "s.json", "--amounts", "0.5", "--subset", "50"],
+    [
+        "plan",
+        "--demo",
+        "--emit-recipe",
+        "plan.yaml",
+        "--candidates",
+        "float,int8_dynamic:legacy,bf16",
+    ],
     ["inspect", "b.pt2"],
     ["inspect", "c.ts"],
     ["inspect", "d.pt", "--arch", "core.demo:build_model"],
+    ["inspect", "f.onnx"],
+    ["inspect", "h.secz", "--arch", "core.demo:build_model"],
+    ["inspect", "i.pt", "--arch", "core.demo:build_model"],
 ]
 BAD_INPUT = [
     ["inspect", "missing.pt"],

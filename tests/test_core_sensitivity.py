@@ -272,3 +272,16 @@ def test_a_damaged_partial_entry_is_ignored_with_a_note(demo, tmp_path) -> None:
         "are not some of the ones swept, in order; it was ignored" in n for n in result.notes
     )
     assert result.data == run(sweep(loaded.model, test, settings, use_cache=False)).data
+
+
+def test_a_caller_that_stops_early_still_leaves_the_finished_layers_cached(demo, tmp_path) -> None:
+    # Recommend's plan stops the sweep between two of its own steps: the sweep generator is
+    # closed (GeneratorExit), not cancelled from inside
+    loaded, test, _ = demo
+    settings = SweepSettings(amounts=(0.5,), subset=50)
+    gen = sweep(loaded.model, test, settings)
+    while (event := next(gen)).layer is None or event.layer["name"] != "conv2":
+        pass
+    gen.close()
+    (path,) = (tmp_path / "cache").glob("*.partial.json")
+    assert [row["name"] for row in json.loads(path.read_text())["layers"]] == ["conv1", "conv2"]

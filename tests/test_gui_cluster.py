@@ -9,9 +9,12 @@ this machine has) is started by the window itself, on its worker thread, as a us
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import ray
 
+from core.cluster import RayEvaluator
 from gui import prefs
 
 TIMEOUT = 180_000
@@ -63,8 +66,17 @@ def test_a_sweep_on_local_ray_matches_this_machine_and_shows_the_cluster(
     assert window.cluster_label.text() == "Ray local: connects at the next sweep"
     statuses: list[str] = []
     window.cluster.statusChanged.connect(statuses.append)
+    on_main: list[bool] = []
+    connect = RayEvaluator.connect
+
+    def spy(self):
+        on_main.append(threading.current_thread() is threading.main_thread())
+        return connect(self)
+
+    monkeypatch.setattr(RayEvaluator, "connect", spy)
     try:
         there = _sweep(qtbot, window)
+        assert on_main and not any(on_main)  # seconds of connecting: never on the GUI thread
         assert not there.cached
         assert ray.is_initialized()
         # same layers, same amounts; the same numbers (two torch threads here: the order of
@@ -102,14 +114,18 @@ def test_an_address_that_does_not_answer_is_one_line_and_the_window_carries_on(
     _quick(window)
     errors = message_boxes.texts
     _choose(window, "cluster", "")
+    assert window.cluster_label.text().startswith("Run on: give the Ray cluster's address")
     window.run_sensitivity()  # no address yet: said before anything starts
+    assert not window.jobs.busy
+    assert errors()[-1].startswith("Run on: give the Ray cluster's address")
+    window.plans.run()  # Recommend too: it would otherwise run where the combo no longer says
     assert not window.jobs.busy
     assert errors()[-1].startswith("Run on: give the Ray cluster's address")
     _choose(window, "cluster", "127.0.0.1:9")  # the discard port: nothing answers there
     assert prefs.run_on() == "127.0.0.1:9"
     with qtbot.waitSignal(window.sweepFailed, timeout=TIMEOUT):
         window.run_sensitivity()
-    assert "127.0.0.1:9" in errors()[-1]
+    assert errors()[-1].startswith("Run on 127.0.0.1:9: no Ray cluster reachable")  # not --ray
     assert "\n" not in errors()[-1].strip()
     assert window.cluster_label.text() == "Ray 127.0.0.1:9: not connected"
     assert window.session.sweep is None  # nothing was changed
@@ -161,3 +177,18 @@ def test_a_failed_layer_is_named_above_the_curves_and_left_out_of_them(qtbot, de
     assert "conv2" not in window.results.sensitivity_panel.heatmap.names()
     window.session.set_sweep(result.data, False)
     assert not panel.failed_label.isVisibleTo(panel)
+
+
+def test_closing_the_window_leaves_the_cluster(qtbot, message_boxes, tmp_path, monkeypatch):
+    from gui.main_window import MainWindow
+
+    prefs.set_run_on("local")
+    window = MainWindow()
+    window.show()
+    with qtbot.waitSignal(window.modelLoaded, timeout=TIMEOUT):
+        window.open_demo()
+    _quick(window)
+    _sweep(qtbot, window)
+    assert ray.is_initialized()  # the window started a local instance
+    window.close_without_asking()
+    assert not ray.is_initialized()  # and closing the window shut it down
