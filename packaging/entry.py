@@ -24,8 +24,10 @@ def _quit_after_first_paint() -> None:
         def eventFilter(self, watched: QObject, event: QEvent) -> bool:
             if event.type() == QEvent.Type.Paint and not hasattr(self, "seen"):
                 self.seen = time.time()
-                print(f"first paint {self.seen:.6f}", file=sys.stderr)
-                QTimer.singleShot(0, app.quit)
+                print(f"first paint {self.seen:.6f}", file=sys.stderr, flush=True)
+                # the figure is taken: leave at once. app.quit() would close the window,
+                # whose close guard asks first while the demo is still loading
+                QTimer.singleShot(0, lambda: os._exit(0))
             return False
 
     app._first_paint = FirstPaint()  # kept alive as long as the application
