@@ -129,6 +129,11 @@ def relative_name(name: str, near: str) -> str:
     return ".".join(parts[shared:])
 
 
+# The Quant. column after a run, for a layer a rule selected that the run left float (a
+# measured plan found nothing that pays there, or the scheme could not apply)
+KEPT_FLOAT = "float (this run left it float: the Plan tab or the Log says why)"
+
+
 def short_quant(label: str | None) -> str:
     """'int8_dynamic (torchao, per_channel)' -> 'int8 dyn.' (the tooltip has it all)."""
     if not label:
@@ -523,6 +528,8 @@ class LayerTreeModel(QAbstractItemModel):
             self._after[i] = row.sparsity_after
             if row.quantization:
                 self._quant_after[i] = row.quantization
+            elif i in self._planned:  # a rule selected it and the run left it float
+                self._quant_after[i] = KEPT_FLOAT
             texts = reshaped_texts(row)
             if texts is not None:
                 self._reshaped[i] = texts
@@ -572,7 +579,7 @@ class LayerTreeModel(QAbstractItemModel):
             if layer.get("quantization"):
                 self._quant_after[i] = layer["quantization"]
             touched.add(i)
-        self._changed(touched, (Col.AFTER, Col.QUANT))
+        self._changed(touched, (Col.AFTER, Col.SHAPE))
 
     def results(self) -> tuple[dict[str, Any], ...]:
         """A snapshot of the shown results, to restore after a cancelled run."""

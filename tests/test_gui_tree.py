@@ -71,6 +71,24 @@ def test_data_change_reaches_the_view(qtbot, panel):
     assert view_index(panel, "fc1", Col.QUANT).data() == "fp16"
 
 
+def test_a_layer_the_run_left_float_reads_float_not_the_rule(panel):
+    # scheme auto over both Linear layers; the run's plan quantized fc1 and kept fc2 float
+    model = panel.model
+    model.set_planned_quantization(["fc1", "fc2"], "auto")
+    assert view_index(panel, "fc2", Col.QUANT).data() == "auto"
+    model.set_results(
+        [
+            LayerRow(name="fc1", type="Linear", quantization="int8_dynamic (legacy, per_channel)"),
+            LayerRow(name="fc2", type="Linear", quantization=None),
+            LayerRow(name="conv1", type="Conv2d", quantization=None),  # no rule selected it
+        ]
+    )
+    assert view_index(panel, "fc1", Col.QUANT).data() == "int8 legacy"
+    assert view_index(panel, "fc2", Col.QUANT).data() == "float"
+    assert "left it float" in view_index(panel, "fc2", Col.QUANT).data(Qt.ItemDataRole.ToolTipRole)
+    assert view_index(panel, "conv1", Col.QUANT).data() == ""
+
+
 def test_view_click_reaches_the_data(qtbot, panel):
     model, selection = panel.model, panel.selection
     with qtbot.waitSignal(model.checksChanged):
