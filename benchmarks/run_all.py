@@ -101,7 +101,7 @@ def header(meta: dict[str, Any], tiny: bool) -> str:
         "Every figure is a ratio of two things measured side by side in the same run, "
         "alternating, medians, so the noise of this shared machine falls on both sides.",
         "",
-        "Reproduce: `make bench` (all, ~10 min); `python benchmarks/run_all.py --only "
+        "Reproduce: `make bench` (all, ~22 min); `python benchmarks/run_all.py --only "
         "memory,window`; `--tiny` (the smoke sizes of `tests/test_bench_smoke.py`). "
         "Profiles: `python benchmarks/memory.py --phases`, `python benchmarks/window.py "
         "--profile 10000`, `python benchmarks/overhead.py --profile conv`. Each script also "

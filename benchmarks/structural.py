@@ -172,7 +172,7 @@ def figures(tiny: bool = False) -> list[Figure]:
 def _figure(tiny: bool) -> Figure:
     fig = Figure(
         key="structural",
-        title="Structural pruning: 50% of channels removed, pruned / original",
+        title="8. Structural pruning: 50% of channels removed, pruned / original",
         columns=[
             "model",
             "parameters",
