@@ -238,8 +238,14 @@ def test_the_sparsity_chart_shows_prunable_layers_with_a_scroll_bar(qtbot, big_w
     assert (last - first + 1) * ROW_PX <= chart.plot_widget.height()  # rows stay legible
     labels = chart.labels()
     assert set(labels) == set(names[first : last + 1]) and labels[names[first]] == "50.0%"
+
+    def named_rows() -> set[str]:  # the names on the axis (only those in view are set)
+        return {text for _, text in chart._axis_left._tickLevels[0]}
+
+    assert set(names[first : last + 1]) <= named_rows() and "classifier" not in named_rows()
     chart.scroll_bar.setValue(chart.scroll_bar.maximum())  # the last rows, labelled too
     assert chart.labels()["classifier"] == "50.0%"
+    assert "classifier" in named_rows()
     # the exported image holds every row, not only those in view
     written = window.saves.export(tmp_path / "r.json", window.results.chart_images())
     image = QImage(str(written[1]))
