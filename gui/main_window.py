@@ -564,9 +564,10 @@ class MainWindow(QMainWindow):
         """Before a run: the weights each layer keeps now and, light, what it will keep."""
         prune = self.settings.prune_settings()
         amount, kept = self.session.selection.effective_amount, self.removal.kept()
+        removes, is_global = prune.removes, prune.is_global  # once, not once per layer
         return planned_rows(
             self.session.layers,
-            lambda name: planned_kept(amount(name), prune.removes, kept.get(name), prune.is_global),
+            lambda name: planned_kept(amount(name), removes, kept.get(name), is_global),
         )
 
     @Slot()
