@@ -404,7 +404,9 @@ def kill_in(phase: Phase, inputs: Inputs, folder: Path) -> KillResult:
     deadline = time.monotonic() + START_TIMEOUT_S
     try:
         while not phase.trigger(run):
-            if run.read(0.002) is False or time.monotonic() > deadline:
+            if run.read(0.002) is False and run.proc.poll() is not None:
+                break  # it has ended
+            if time.monotonic() > deadline:
                 break
         reached = phase.trigger(run)
         os.kill(run.proc.pid, signal.SIGSTOP)
