@@ -25,7 +25,7 @@ from core.data import Dataset, parse_input_shape, random_data
 from core.demos import DEMOS
 from core.engine import Progress, run
 from core.errors import Cancelled, UnsupportedError, UserError
-from core.formats import SAVE_FORMATS, default_format, recipe_view
+from core.formats import SAVE_FORMATS, default_format, format_for_suffix, recipe_view
 from core.memory import estimate
 from core.onnx_runtime import describe_onnx, is_onnx
 from core.parser import parse
@@ -259,7 +259,8 @@ def cmd_compress(args: argparse.Namespace) -> int:
         print(f"secateur: warning: {warning}", file=sys.stderr)
     out = Path(args.output)
     view = recipe_view(recipe)
-    fmt = args.format or default_format(loaded.format, view, out)
+    # an extension that belongs to one format (.onnx, .secz, .pt2, .ts) saves in it
+    fmt = args.format or format_for_suffix(out.suffix) or default_format(loaded.format, view, out)
     refusal = SAVE_FORMATS[fmt].refuses(view, out)
     if refusal is not None:  # before any work: the result could not be saved this way
         raise UnsupportedError(f"--format {fmt}: {refusal}")
@@ -437,7 +438,7 @@ def _plan(args: argparse.Namespace, rule: Quantize, evaluator: RayEvaluator | No
     print_plan(plan, sys.stdout)
     _cluster_line(evaluator)
     types = {info.name: info.type for info in opened.layers}
-    recipe = Recipe(version=1, quantize=plan.rules(types))
+    recipe = Recipe(version=1, quantize=plan.rules(types, with_float=True))
     dump_recipe(recipe, Path(args.emit_recipe))
     print(f"wrote {args.emit_recipe}")
     if args.output:

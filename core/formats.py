@@ -444,6 +444,14 @@ FALLBACK_FORMATS = ("state_dict", "compressed", "exported")
 """The formats tried, in order, when the input's own kind cannot hold the result."""
 
 
+def format_for_suffix(suffix: str) -> str | None:
+    """The format a file suffix forces: the one format whose dialog patterns list it
+    ('.onnx' -> onnx, '.pt2' -> exported); None for a suffix several share (.pt) or none."""
+    pattern = f"*{suffix.lower()}"
+    owners = [f.name for f in SAVE_FORMATS if pattern in f.patterns.split()]
+    return owners[0] if len(owners) == 1 else None
+
+
 def default_format(
     source_format: str, view: RecipeView | None = None, path: Path | None = None
 ) -> str:

@@ -123,13 +123,24 @@ class Plan:
             picked = {}
         return {layer: c for layer, c in picked.items() if c != KEEP_FLOAT}
 
-    def rules(self, types: dict[str, str]) -> list[Quantize]:
+    def rules(self, types: dict[str, str], with_float: bool = False) -> list[Quantize]:
         """Quantize rules that say exactly the final choices: one rule per candidate, over
-        the layers that take it (``types`` maps a layer to its class name)."""
+        the layers that take it (``types`` maps a layer to its class name). ``with_float``:
+        first a ``scheme: float`` rule over the planned layers kept float, so that a recipe
+        written from a "keep float" plan says so instead of being empty."""
         groups: dict[str, list[str]] = {}
         for layer, candidate in self.final_choices().items():
             groups.setdefault(candidate, []).append(layer)
         rules = []
+        kept = [row["name"] for row in self.layers if row["name"] not in self.final_choices()]
+        if with_float and kept:
+            rules.append(
+                Quantize(
+                    scheme=KEEP_FLOAT,
+                    layers=escape_names(kept),
+                    types=sorted({types[n] for n in kept}),
+                )
+            )
         for candidate, layers in groups.items():
             fields = CANDIDATES[candidate].settings() or {}
             rules.append(

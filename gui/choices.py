@@ -122,14 +122,6 @@ SAVE_FILTERS = {f.value: f.label for f in SAVE_FORMATS}
 SAVE_SUFFIX = {f.value: f.suffix for f in SAVE_FORMATS}
 
 
-def format_for_suffix(suffix: str) -> str | None:
-    """The format a file suffix forces: the one format whose dialog patterns list it
-    ('.onnx' -> onnx, '.pt2' -> exported); None for a suffix several share (.pt) or none."""
-    pattern = f"*{suffix.lower()}"
-    owners = [f.name for f in FORMAT_REGISTRY if pattern in f.patterns.split()]
-    return owners[0] if len(owners) == 1 else None
-
-
 def method(value: str) -> MethodChoice | None:
     """The method entry for ``value`` (None for the global method and unknown names)."""
     return next((m for m in METHODS if m.value == value), None)

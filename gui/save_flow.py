@@ -23,10 +23,10 @@ from PySide6.QtWidgets import QFileDialog, QWidget
 from core import tasks
 from core.atomic import atomic_write_bytes
 from core.errors import SaveError, UnsupportedError, UserError
-from core.formats import Saving
+from core.formats import Saving, format_for_suffix
 from core.saving import SaveOutcome, check_format, default_option
 from gui import dialogs, prefs
-from gui.choices import SAVE_FILTERS, SAVE_SUFFIX, format_for_suffix
+from gui.choices import SAVE_FILTERS, SAVE_SUFFIX
 from gui.feedback import Feedback, Question
 from gui.report_rows import save_message
 from gui.save_dialog import SaveFormatDialog

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 from toy_models import mlp
 
 from core.cli import main, print_sensitivity
@@ -182,3 +183,44 @@ def test_sensitivity_table_shows_a_failed_layer() -> None:
     assert lines[3].split() == ["a", "Linear", "64", "failed", "failed"]
     assert lines[4].split() == ["b", "Linear", "64", "0.9000", "0.8000"]
     assert lines[-1] == "a: failed (E: no)"
+
+
+QUICK_RECIPE = str(Path(__file__).with_name("quick_recipe.yaml"))
+PRUNE_ONLY = "version: 1\nprune:\n  - types: [Conv2d, Linear]\n    amount: 0.5\n"
+
+
+@pytest.mark.parametrize(
+    ("name", "saved_as"),
+    [("m.onnx", "onnx"), ("m.secz", "compressed"), ("m.pt2", "exported"), ("m.pt", "state_dict")],
+)
+def test_an_extension_that_belongs_to_one_format_saves_in_it(tmp_path, capsys, name, saved_as):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text(PRUNE_ONLY)
+    out = tmp_path / name
+    argv = ["compress", "--demo", "--recipe", str(recipe), "--output", str(out), "--skip-metrics"]
+    code, stdout, err = _run(argv, capsys)
+    assert code == 0, err
+    assert f"saved {out} ({saved_as})" in stdout
+    head = out.read_bytes()[:4]
+    assert (head == b"PK\x03\x04") == (saved_as in ("state_dict", "exported"))  # zip archives
+
+
+def test_an_extension_that_cannot_hold_the_result_is_refused_before_work(tmp_path, capsys):
+    out = tmp_path / "m.onnx"  # torchao int8 cannot be exported to ONNX
+    argv = ["compress", "--demo", "--recipe", QUICK_RECIPE, "--output", str(out)]
+    code, _, err = _run(argv, capsys)
+    assert code == 2 and not out.exists()
+    assert err.startswith("secateur: error: --format onnx: ") and err.count("\n") == 1
+
+
+def test_a_keep_float_plan_writes_a_recipe_that_says_so(tmp_path, capsys):
+    recipe = tmp_path / "p.yaml"
+    argv = ["plan", "--demo", "--emit-recipe", str(recipe), "--candidates", "float"]
+    code, _, err = _run(argv, capsys)
+    assert code == 0, err
+    written = yaml.safe_load(recipe.read_text())
+    assert written["quantize"]["scheme"] == "float"  # not an empty recipe
+    assert written["quantize"]["layers"] and set(written["quantize"]["types"]) <= {
+        "Conv2d",
+        "Linear",
+    }
