@@ -260,10 +260,17 @@ def cmd_compress(args: argparse.Namespace) -> int:
     out = Path(args.output)
     view = recipe_view(recipe)
     # an extension that belongs to one format (.onnx, .secz, .pt2, .ts) saves in it
-    fmt = args.format or format_for_suffix(out.suffix) or default_format(loaded.format, view, out)
+    forced = format_for_suffix(out.suffix)
+    fmt = args.format or forced or default_format(loaded.format, view, out)
     refusal = SAVE_FORMATS[fmt].refuses(view, out)
     if refusal is not None:  # before any work: the result could not be saved this way
-        raise UnsupportedError(f"--format {fmt}: {refusal}")
+        if args.format:
+            where = f"--format {fmt}"
+        elif forced:
+            where = f"format {fmt} (from the {out.suffix} extension)"
+        else:
+            where = f"format {fmt} (the default for this input; choose one with --format)"
+        raise UnsupportedError(f"{where}: {refusal}")
     bar = ProgressBar(sys.stderr)
     result = run(
         compress_model(

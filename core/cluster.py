@@ -46,7 +46,10 @@ from core.progress import run
 from core.sensitivity import LayerDone, SweepJob, Trial, evaluate_layer, failed_row
 
 LOCAL = "local"
-INSTALL_HINT = "install the cluster extra: pip install 'secateur[cluster]'"
+INSTALL_HINT = (
+    "install the cluster extra: pip install 'secateur[cluster]' (in a checkout: "
+    ".venv/bin/pip install -e '.[cluster]')"
+)
 CONNECT_TIMEOUT_S = 5.0  # an address that does not answer within this is reported at once
 POLL_S = 0.1  # how often a waiting sweep looks at its stop flag
 CANCEL_WAIT_S = 3.0  # how long a cancelled sweep waits for its tasks to stop

@@ -210,7 +210,8 @@ def test_an_extension_that_cannot_hold_the_result_is_refused_before_work(tmp_pat
     argv = ["compress", "--demo", "--recipe", QUICK_RECIPE, "--output", str(out)]
     code, _, err = _run(argv, capsys)
     assert code == 2 and not out.exists()
-    assert err.startswith("secateur: error: --format onnx: ") and err.count("\n") == 1
+    assert err.startswith("secateur: error: format onnx (from the .onnx extension): ")
+    assert err.count("\n") == 1
 
 
 def test_a_keep_float_plan_writes_a_recipe_that_says_so(tmp_path, capsys):
