@@ -434,15 +434,7 @@ def sweep(
     missing = [name for name in names if name not in rows]
     if missing:  # an evaluator that lost a layer is a bug, not a partial result
         raise RuntimeError(f"the sweep's evaluator returned no row for {', '.join(missing)}")
-    result = {
-        "sensitivity_version": SENSITIVITY_VERSION,
-        "metric": metric_name,
-        "baseline": baseline,
-        "method": settings.method,
-        "settings": settings.key(),
-        "data": {"source": eval_data.source, "samples": len(eval_data)},
-        "layers": [rows[name] for name in names],
-    }
+    result = _result(settings, eval_data, metric_name, baseline, [rows[n] for n in names])
     failures = failed_layers(result)
     if failures:  # a partial result: shown and saved, never cached as if complete
         first, why = next(iter(failures.items()))
@@ -452,15 +444,42 @@ def sweep(
         )
         return SweepResult(result, cached=False, cache_path=None, notes=[*notes, note])
     if path is not None:
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_bytes(path, json.dumps(result).encode())
-        except Exception:
-            path = None  # caching is a convenience; a read-only home must not fail the sweep
-        else:
+        if _write_cache(path, result):
             with contextlib.suppress(OSError):
                 partial_path.unlink(missing_ok=True)  # type: ignore[union-attr]
+        else:
+            path = None
     return SweepResult(result, cached=False, cache_path=path, notes=notes)
+
+
+def _result(
+    settings: SweepSettings,
+    data: Dataset,
+    metric: str,
+    baseline: float,
+    layers: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """A sweep's result (sensitivity JSON version 1), complete or a cancelled part."""
+    return {
+        "sensitivity_version": SENSITIVITY_VERSION,
+        "metric": metric,
+        "baseline": baseline,
+        "method": settings.method,
+        "settings": settings.key(),
+        "data": {"source": data.source, "samples": len(data)},
+        "layers": layers,
+    }
+
+
+def _write_cache(path: Path, entry: dict[str, Any]) -> bool:
+    """Write a cache entry atomically; False when it cannot be written (caching is a
+    convenience: a read-only home must not fail the sweep)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(path, json.dumps(entry).encode())
+    except Exception:
+        return False
+    return True
 
 
 PARTIAL_SUFFIX = ".partial.json"  # beside a cache entry: a cancelled sweep's finished layers
@@ -480,21 +499,7 @@ def _cache_partial(
     done = [rows[name] for name in names if name in rows and not rows[name].get("failed")]
     if not done:
         return
-    entry = {
-        "sensitivity_version": SENSITIVITY_VERSION,
-        "metric": metric,
-        "baseline": baseline,
-        "method": settings.method,
-        "settings": settings.key(),
-        "data": {"source": data.source, "samples": len(data)},
-        "layers": done,
-        "partial": True,
-    }
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write_bytes(path, json.dumps(entry).encode())
-    except Exception:
-        pass  # a convenience, as for a complete entry
+    _write_cache(path, {**_result(settings, data, metric, baseline, done), "partial": True})
 
 
 def failed_layers(result: dict[str, Any]) -> dict[str, str]:

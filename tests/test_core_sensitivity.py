@@ -59,17 +59,23 @@ def test_sweep_without_labels_uses_cosine(demo) -> None:
     assert all(0 < row["points"][0]["metric"] <= 1.0 + 1e-9 for row in result["layers"])
 
 
-def test_sweep_cancel_and_cache(demo) -> None:
-    loaded, test, _ = demo
-    settings = SweepSettings(amounts=(0.5,), subset=100)
+def _stop_at_check(n: int):
+    """A stop flag that says stop from its ``n``-th check on (one check per amount: with
+    one amount, the first two layers finish)."""
     calls = {"n": 0}
 
     def stop() -> bool:
         calls["n"] += 1
-        return calls["n"] > 2
+        return calls["n"] >= n
 
+    return stop
+
+
+def test_sweep_cancel_and_cache(demo) -> None:
+    loaded, test, _ = demo
+    settings = SweepSettings(amounts=(0.5,), subset=100)
     with pytest.raises(Cancelled):
-        run(sweep(loaded.model, test, settings, should_stop=stop))
+        run(sweep(loaded.model, test, settings, should_stop=_stop_at_check(3)))
     first = run(sweep(loaded.model, test, settings))
     assert not first.cached and first.cache_path is not None and first.cache_path.exists()
     assert first.data["data"]["samples"] == 100
@@ -254,14 +260,8 @@ def test_a_cancelled_sweep_caches_its_finished_layers_and_the_next_measures_only
 def test_a_damaged_partial_entry_is_ignored_with_a_note(demo, tmp_path) -> None:
     loaded, test, _ = demo
     settings = SweepSettings(amounts=(0.5,), subset=50)
-    calls = {"n": 0}
-
-    def stop() -> bool:
-        calls["n"] += 1
-        return calls["n"] > 2
-
     with pytest.raises(Cancelled):
-        run(sweep(loaded.model, test, settings, should_stop=stop))
+        run(sweep(loaded.model, test, settings, should_stop=_stop_at_check(3)))
     (path,) = (tmp_path / "cache").glob("*.partial.json")
     entry = json.loads(path.read_text())
     entry["layers"][0]["name"] = "fc2"  # a layer out of order: not this sweep's prefix
