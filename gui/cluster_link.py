@@ -98,6 +98,20 @@ class ClusterLink(QObject):
         self.statusChanged.emit(text)
 
     # ------------------------------------------------------------------ jobs
+    def job(
+        self, task: Callable[..., Generator[Any, None, Any]], event: Callable[[str], Any]
+    ) -> Callable[[Callable[[], bool]], Generator[Any, None, Any]]:
+        """The runner's job for ``task`` (called with ``should_stop=`` and ``evaluator=``):
+        it connects to the place chosen now (``connected``), then runs the task there.
+        ``event(message)`` makes the task's own kind of progress event."""
+        address = self._address
+
+        def run(should_stop: Callable[[], bool]) -> Generator[Any, None, Any]:
+            evaluator = yield from self.connected(address, should_stop, event)
+            return (yield from task(should_stop=should_stop, evaluator=evaluator))
+
+        return run
+
     def connected(
         self,
         address: str | None,

@@ -14,7 +14,7 @@ from __future__ import annotations
 import html
 import re
 import time
-from collections.abc import Callable, Generator
+from functools import partial
 
 from PySide6.QtCore import QObject, Signal
 
@@ -102,21 +102,12 @@ class PlanFlow(QObject):
             f"on {data.source}; fidelity evaluated on {where_text(self.link.address)}, every "
             "timing on this machine"
         )
-        link, address = self.link, self.link.address
-
-        def job(should_stop: Callable[[], bool]) -> Generator[Progress, None, Plan]:
-            evaluator = yield from link.connected(
-                address, should_stop, lambda m: Progress("plan", 0, 0, m)
-            )
-            return (
-                yield from tasks.plan_model(
-                    loaded, data, rule, "Recommend", should_stop=should_stop, evaluator=evaluator
-                )
-            )
-
         self.runner.start(
             "plan",
-            job,
+            self.link.job(
+                partial(tasks.plan_model, loaded, data, rule, "Recommend"),
+                lambda m: Progress("plan", 0, 0, m),
+            ),
             on_progress=self._on_progress,
             on_finished=self._on_finished,
             on_cancelled=self._on_cancelled,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Generator
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal
@@ -163,21 +164,11 @@ class SweepController(QObject):
             f"sensitivity: {json.dumps(settings.key())} on {data.source}, evaluated on "
             + where_text(self.link.address)
         )
-        link, address = self.link, self.link.address
-
-        def job(should_stop: Callable[[], bool]) -> Generator[SweepEvent, None, SweepResult]:
-            evaluator = yield from link.connected(
-                address, should_stop, lambda m: SweepEvent(0, 0, m)
-            )
-            return (
-                yield from tasks.sweep_model(
-                    loaded, data, settings, should_stop=should_stop, evaluator=evaluator
-                )
-            )
-
         self.runner.start(
             "sensitivity",
-            job,
+            self.link.job(
+                partial(tasks.sweep_model, loaded, data, settings), lambda m: SweepEvent(0, 0, m)
+            ),
             on_progress=self._on_progress,
             on_finished=self._on_finished,
             on_cancelled=self._on_cancelled,
