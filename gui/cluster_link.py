@@ -72,12 +72,7 @@ class ClusterLink(QObject):
             return
         self._address = address
         prefs.set_run_on(address)
-        with self._lock:
-            if self._evaluator is not None:
-                self._stale.append(self._evaluator)
-                self._evaluator = None
-            closing = bool(self._stale)
-        if address is None and closing:
+        if self._retire() and address is None:
             self.runner.background("ray-close", self._close_stale_job)
         self.show(self.idle_text())
 
@@ -123,12 +118,10 @@ class ClusterLink(QObject):
         ``event(message)`` makes the job's progress event said before the seconds of
         connecting. A ``ClusterError`` names what failed (Ray not installed, an address that
         does not answer) in one line, in the window's words."""
+        self._retire(unless=address)  # a Ray driver joins one cluster at a time
+        self._close_stale()
         with self._lock:
             evaluator = self._evaluator
-            if evaluator is not None and evaluator.address != address:
-                self._stale.append(evaluator)  # a Ray driver joins one cluster at a time
-                evaluator = self._evaluator = None
-        self._close_stale()
         if address is None:
             return None
         if evaluator is None:
@@ -141,10 +134,7 @@ class ClusterLink(QObject):
         try:
             evaluator.connect()
         except Exception as exc:
-            with self._lock:  # the next sweep starts afresh
-                if self._evaluator is evaluator:
-                    self._evaluator = None
-                self._stale.append(evaluator)
+            self._retire()  # the next sweep starts afresh
             self._close_stale()
             self._report(address, f"Ray {address}: not connected")
             if isinstance(exc, ClusterError):  # the command line's words, in the window's
@@ -173,11 +163,18 @@ class ClusterLink(QObject):
     def close(self) -> None:
         """Leave the cluster (a local instance is shut down); the window is closing and
         the worker thread has stopped."""
-        with self._lock:
-            if self._evaluator is not None:
-                self._stale.append(self._evaluator)
-                self._evaluator = None
+        self._retire()
         self._close_stale()
+
+    def _retire(self, unless: str | None = None) -> bool:
+        """Let the current evaluator go (closed by ``_close_stale``), unless it is for the
+        address ``unless``; True when some evaluator waits to be closed."""
+        with self._lock:
+            current = self._evaluator
+            if current is not None and (unless is None or current.address != unless):
+                self._stale.append(current)
+                self._evaluator = None
+            return bool(self._stale)
 
     # ------------------------------------------------------------------ status
     def _on_status(self, status: ClusterStatus) -> None:
